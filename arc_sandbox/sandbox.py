@@ -1,0 +1,572 @@
+"""The Sandbox: a pool of limited worker processes that never loses a result.
+
+Jobs go to persistent workers forked from a template process (``template.py``); the parent
+keeps every deadline itself, kills a late worker's whole process group, and turns whatever
+happened (a reply, a signal, an exit) into exactly one ``ProgramResult`` per job.
+Single-threaded: ``run``/``imap`` drive the pool from the calling thread.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import psutil
+from multiprocess.connection import Connection, wait
+from tqdm.auto import tqdm
+
+from .extract import extract_code
+from .grids import GridError, as_grid
+from .limits import Limits
+from .results import Job, ProgramResult, Status
+from .wire import Reply, Request, WireError
+
+_START_TIMEOUT_S = 60.0
+_MAX_REPLY_BYTES = 1 << 22
+_GUARD_PERIOD_S = 0.1
+_EXIT_STATUS_WAIT_S = 5.0
+_MAX_START_FAILURES = 5
+_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS")
+_KEPT_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME", "PYTHONPATH")
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself cannot work (its template process cannot start, for example)."""
+
+
+@dataclass
+class SandboxStats:
+    """Pool health over the sandbox's life."""
+
+    programs: int = 0
+    workers_started: int = 0
+    workers_retired: collections.Counter = field(default_factory=collections.Counter)  # reason -> count
+    template_restarts: int = 0
+    guard_kills: int = 0
+
+
+@dataclass
+class _Running:
+    index: int
+    job: Job
+    code: str
+    started: float
+    deadline: float
+    requeued: bool = False
+
+
+@dataclass
+class _Worker:
+    tag: int
+    conn: Connection
+    pid: int = 0                       # 0 until its hello arrives
+    rss_kb: int = 0                    # resident size between programs: the next program's baseline
+    cpu_s: float = 0.0                 # CPU time used before the current program
+    running: _Running | None = None
+    kill_reason: tuple[Status, str] | None = None   # set when the parent killed it
+    dead: bool = False
+    died_at: float = 0.0
+
+
+class Sandbox:
+    """Runs programs on grids in isolated, limited worker processes.
+
+    >>> with Sandbox(workers=2, limits=Limits(timeout_s=1.0, memory_mb=512)) as sb:
+    ...     results = sb.run([("def transform(g): return g.T", [[[1, 2]]])])
+    """
+
+    def __init__(self, workers: int | None = None, limits: Limits | None = None, *,
+                 progress: bool = False, memory_floor_mb: float | None = None) -> None:
+        self.limits = limits or Limits()
+        self.workers = workers or len(os.sched_getaffinity(0))
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        total_mb = psutil.virtual_memory().total / 2**20
+        self.memory_floor_mb = min(1024.0, 0.05 * total_mb) if memory_floor_mb is None else memory_floor_mb
+        self.progress = progress
+        self.stats = SandboxStats()
+        self._pool: dict[int, _Worker] = {}
+        self._dying: dict[int, _Worker] = {}      # pid -> killed or broken worker awaiting its exit status
+        self._next_tag = 0
+        self._start_failures = 0
+        self._active = False
+        self._closed = False
+        self._template = _Template.start()
+        self._finalizer = weakref.finalize(self, _Template.stop, self._template)
+        for _ in range(self.workers):
+            self._spawn()
+        self._await_workers()
+
+    # -- public API -----------------------------------------------------------------
+    def run(self, jobs: Iterable[Job | tuple], *, progress: bool | None = None) -> list[ProgramResult]:
+        """Run every job; one result per job, in job order."""
+        results = {r.index: r for r in self.imap(jobs, progress=progress)}
+        return [results[i] for i in range(len(results))]
+
+    def imap(self, jobs: Iterable[Job | tuple], *, progress: bool | None = None) -> Iterator[ProgramResult]:
+        """Yield one result per job as it finishes (``result.index`` is the job's position).
+
+        Jobs are pulled lazily, so a generator of a million jobs is never held in memory.
+        Breaking out early kills the programs still running.
+        """
+        if self._closed:
+            raise SandboxError("this Sandbox is closed")
+        if self._active:
+            raise SandboxError("imap/run is already running on this Sandbox (it is not re-entrant)")
+        self._active = True
+        show = self.progress if progress is None else progress
+        total = len(jobs) if isinstance(jobs, Sequence) else None
+        bar = tqdm(total=total, disable=not show, unit="prog", smoothing=0.05)
+        try:
+            for result in self._drive(enumerate(jobs)):
+                bar.update()
+                self.stats.programs += 1
+                yield result
+        finally:
+            bar.close()
+            self._abandon_running()
+            self._active = False
+
+    def close(self) -> None:
+        """Kill every worker and the template. Safe to call twice; called by ``with``."""
+        if self._closed:
+            return
+        self._closed = True
+        for worker in list(self._pool.values()) + list(self._dying.values()):
+            _kill_group(worker.pid)
+            worker.conn.close()
+        self._pool.clear()
+        self._dying.clear()
+        self._finalizer()
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in self._pool.values() if w.pid]
+
+    # -- the loop ---------------------------------------------------------------------
+    def _drive(self, source: Iterator[tuple[int, Any]]) -> Iterator[ProgramResult]:
+        prepared = (self._prepare(i, item) for i, item in source)
+        ready: collections.deque[_Running] = collections.deque()   # re-runs first, then new jobs
+        exhausted = False
+        next_guard = time.monotonic()
+        while True:
+            for worker in self._idle():
+                while not ready and not exhausted:
+                    item = next(prepared, None)
+                    if item is None:
+                        exhausted = True
+                    elif isinstance(item, ProgramResult):
+                        yield item          # decided without running anything
+                    else:
+                        ready.append(item)
+                if not ready:
+                    break
+                self._dispatch(worker, ready.popleft())
+            busy = [w for w in self._pool.values() if w.running]
+            if exhausted and not ready and not busy and not any(w.running for w in self._dying.values()):
+                return
+            now = time.monotonic()
+            if now >= next_guard:
+                self._memory_guard()
+                next_guard = now + _GUARD_PERIOD_S
+            yield from self._collect(ready, min([next_guard] + [w.running.deadline for w in busy]))
+
+    def _collect(self, retry: collections.deque, until: float) -> Iterator[ProgramResult]:
+        """Wait for replies, deaths or a deadline; yield what finished."""
+        conns = {w.conn: w for w in self._pool.values()}
+        ready = wait(list(conns) + [self._template.ctrl], timeout=max(0.0, until - time.monotonic()))
+        for obj in ready:
+            if obj is self._template.ctrl:
+                yield from self._template_messages(retry)
+            else:
+                result = self._receive(conns[obj])
+                if result is not None:
+                    yield result
+        now = time.monotonic()
+        for worker in list(self._pool.values()):
+            if worker.running and now >= worker.running.deadline:
+                self._kill(worker, Status.TIMEOUT, f"time limit of {self.limits.timeout_s} s reached "
+                                                   "(killed from outside)")
+        for pid, worker in list(self._dying.items()):   # no exit status came: don't wait forever
+            if now - worker.died_at > _EXIT_STATUS_WAIT_S:
+                del self._dying[pid]
+                yield from filter(None, [self._death_result(worker, None)])
+
+    def _receive(self, worker: _Worker) -> ProgramResult | None:
+        try:
+            data = worker.conn.recv_bytes(_MAX_REPLY_BYTES)
+        except (EOFError, OSError):
+            self._broken(worker)
+            return None
+        if not worker.pid:   # the hello of a new worker
+            try:
+                hello = json.loads(data)
+                worker.pid, worker.rss_kb = int(hello["pid"]), int(hello["rss_kb"])
+                worker.cpu_s = float(hello["cpu_s"])
+                self._start_failures = 0
+            except (ValueError, KeyError, TypeError):
+                self._broken(worker)
+            return None
+        running = worker.running
+        if running is None:   # nothing was asked: the program wrote to its pipe after replying
+            self._kill(worker, Status.CRASHED, "worker sent an unrequested message")
+            return None
+        try:
+            reply = Reply.from_bytes(data, self._max_side)
+            result = self._result_from_reply(running, reply, worker)
+        except (WireError, ValueError) as exc:
+            self._kill(worker, Status.CRASHED, f"unreadable reply from the worker ({exc})")
+            return None
+        worker.running = None
+        worker.rss_kb, worker.cpu_s = reply.rss_kb, worker.cpu_s + reply.cpu_s
+        if reply.retire:
+            result.worker_replaced = True
+            result.notes.append(f"worker retired: {reply.retire}")
+            self._retire(worker, reply.retire)
+        return result
+
+    def _template_messages(self, retry: collections.deque) -> Iterator[ProgramResult]:
+        messages = self._template.read()
+        if messages is None:   # the template died (a program killed it?): start another
+            yield from self._restart_template(retry)
+            return
+        for message in messages:
+            if message.get("op") == "exited":
+                worker = self._dying.pop(message["pid"], None) or self._find_pid(message["pid"])
+                if worker is not None:
+                    result = self._death_result(worker, message)
+                    if result is not None:
+                        yield result
+            elif message.get("op") == "spawned":
+                pass   # the worker's own hello carries what we need
+
+    # -- jobs ---------------------------------------------------------------------------
+    @property
+    def _max_side(self) -> int:
+        return max(30, self.limits.max_grid_side)
+
+    def _prepare(self, index: int, item: Any) -> _Running | ProgramResult:
+        """Validate and extract; return what to run, or the final result of a job that can't run."""
+        try:
+            job = _as_job(item)
+        except (TypeError, ValueError) as exc:
+            return _final(index, item, Status.INVALID_JOB, "InvalidJob", f"job {index}: {exc}", n=0)
+        try:
+            inputs = [as_grid(g, self._max_side) for g in job.inputs]
+        except (GridError, TypeError) as exc:
+            return _final(index, job, Status.INVALID_JOB, "InvalidJob", f"job {index}: input grid: {exc}",
+                          n=len(job.inputs) if isinstance(job.inputs, Sequence) else 0)
+        code = extract_code(job.text)
+        if code is None:
+            return _final(index, job, Status.NO_CODE, "NoCode",
+                          "no program found (empty text or an unclosed ``` fence)", n=len(inputs))
+        job = dataclasses.replace(job, inputs=inputs)
+        return _Running(index, job, code, 0.0, 0.0)
+
+    def _dispatch(self, worker: _Worker, running: _Running) -> None:
+        request = Request(running.code, list(running.job.inputs), running.job.entry)
+        running.started = time.monotonic()
+        running.deadline = running.started + self.limits.timeout_s + self.limits.kill_grace_s
+        worker.running = running
+        try:
+            worker.conn.send_bytes(request.to_bytes())
+        except OSError:
+            self._broken(worker)
+
+    def _result_from_reply(self, running: _Running, reply: Reply, worker: _Worker) -> ProgramResult:
+        return ProgramResult(
+            status=Status(reply.status), outputs=reply.outputs,
+            grid_statuses=[Status(s) for s in reply.grid_statuses],
+            error_type=reply.error_type, error_message=reply.error_message, stdout=reply.stdout,
+            wall_s=time.monotonic() - running.started, cpu_s=reply.cpu_s,
+            peak_memory_mb=reply.peak_kb / 1024, code=running.code, index=running.index, key=running.job.key,
+        )
+
+    def _death_result(self, worker: _Worker, exit_info: dict | None) -> ProgramResult | None:
+        """Turn a dead worker's exit (or our kill) into its job's result; None if it was idle."""
+        self._spawn()
+        running, worker.running = worker.running, None
+        if running is None:
+            return None
+        status, error_type, message = _classify_death(worker.kill_reason, exit_info)
+        n = len(running.job.inputs)
+        result = _final(running.index, running.job, status, error_type, message, n=n, code=running.code)
+        result.wall_s = time.monotonic() - running.started
+        result.worker_replaced = True
+        if exit_info is not None:
+            result.cpu_s = max(0.0, exit_info["cpu_s"] - worker.cpu_s)
+            result.peak_memory_mb = max(0, exit_info["maxrss_kb"] - worker.rss_kb) / 1024
+        return result
+
+    # -- workers ----------------------------------------------------------------------------
+    def _idle(self) -> list[_Worker]:
+        return [w for w in self._pool.values() if w.pid and w.running is None]
+
+    def _spawn(self) -> None:
+        if self._closed:
+            return
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        tag, self._next_tag = self._next_tag, self._next_tag + 1
+        self._pool[tag] = _Worker(tag, Connection(parent_end.detach()))
+        self._template.spawn(tag, child_end, dataclasses.asdict(self.limits))
+        child_end.close()
+        self.stats.workers_started += 1
+
+    def _await_workers(self) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not all(w.pid for w in self._pool.values()):
+            pending = [w for w in self._pool.values() if not w.pid]
+            ready = wait([w.conn for w in pending] + [self._template.ctrl], timeout=deadline - time.monotonic())
+            if not ready:
+                self.close()
+                raise SandboxError(f"workers did not start within {_START_TIMEOUT_S:.0f} s")
+            for worker in pending:
+                if worker.conn in ready:
+                    self._receive(worker)
+            if self._template.ctrl in ready and self._template.read() is None:
+                self.close()
+                raise SandboxError("the sandbox template process died while starting workers "
+                                   "(see its error output above)")
+            if any(w.dead for w in pending):
+                self.close()
+                raise SandboxError("a worker died during start-up (memory limit below the worker's needs?)")
+
+    def _kill(self, worker: _Worker, status: Status, reason: str) -> None:
+        worker.kill_reason = worker.kill_reason or (status, reason)
+        _kill_group(worker.pid)
+        self._broken(worker)
+
+    def _broken(self, worker: _Worker) -> None:
+        """The worker is gone or unusable: wait for its exit status, then report and replace it."""
+        if worker.dead:
+            return
+        worker.dead, worker.died_at = True, time.monotonic()
+        _kill_group(worker.pid)
+        worker.conn.close()
+        self._pool.pop(worker.tag, None)
+        if worker.pid:
+            self._dying[worker.pid] = worker
+            return
+        self._start_failures += 1   # died before its hello: don't respawn forever
+        if self._start_failures > _MAX_START_FAILURES:
+            raise SandboxError(f"{self._start_failures} workers in a row died while starting "
+                               "(is memory_mb too small for the worker's own needs?)")
+        self._spawn()
+
+    def _retire(self, worker: _Worker, reason: str) -> None:
+        self.stats.workers_retired[reason.split(":")[0][:80]] += 1
+        worker.dead, worker.died_at = True, time.monotonic()
+        worker.conn.close()
+        self._pool.pop(worker.tag, None)
+        self._dying[worker.pid] = worker   # its exit message spawns the replacement
+
+    def _find_pid(self, pid: int) -> _Worker | None:
+        """A worker that exited before we noticed its pipe closing."""
+        for worker in list(self._pool.values()):
+            if worker.pid == pid:
+                worker.dead, worker.died_at = True, time.monotonic()
+                worker.conn.close()
+                self._pool.pop(worker.tag)
+                return worker
+        return None
+
+    def _memory_guard(self) -> None:
+        """Kill the largest running program when the host runs short, before the OOM killer
+        picks a process for us (the trainer, say)."""
+        available_mb = psutil.virtual_memory().available / 2**20
+        if available_mb >= self.memory_floor_mb:
+            return
+        sizes = {}
+        for worker in self._pool.values():
+            if worker.running:
+                try:
+                    sizes[worker.tag] = psutil.Process(worker.pid).memory_info().rss
+                except psutil.Error:
+                    pass
+        if sizes:
+            worker = self._pool[max(sizes, key=sizes.get)]
+            self.stats.guard_kills += 1
+            self._kill(worker, Status.MEMORY_LIMIT,
+                       f"host memory guard: {available_mb:.0f} MB available, under the floor of "
+                       f"{self.memory_floor_mb:.0f} MB; this program held {sizes[worker.tag] / 2**20:.0f} MB "
+                       "(the largest running)")
+
+    def _restart_template(self, retry: collections.deque) -> Iterator[ProgramResult]:
+        """Workers die with their template: re-run the jobs they held, once, on fresh ones."""
+        self.stats.template_restarts += 1
+        lost = list(self._pool.values()) + list(self._dying.values())
+        self._pool.clear()
+        self._dying.clear()
+        _Template.stop(self._template)
+        self._template = _Template.start()
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _Template.stop, self._template)
+        for worker in lost:
+            _kill_group(worker.pid)
+            worker.conn.close()
+            running = worker.running
+            if running is None:
+                continue
+            if running.requeued or worker.kill_reason:
+                yield self._death_result_without_status(worker, running)
+            else:
+                running.requeued = True
+                retry.appendleft(running)
+        for _ in range(self.workers - len(self._pool)):
+            self._spawn()
+
+    def _death_result_without_status(self, worker: _Worker, running: _Running) -> ProgramResult:
+        status, error_type, message = _classify_death(
+            worker.kill_reason or (Status.CRASHED, "its worker died twice with the sandbox's template process "
+                                   "(does the program kill its parent process?)"), None)
+        result = _final(running.index, running.job, status, error_type, message,
+                        n=len(running.job.inputs), code=running.code)
+        result.wall_s = time.monotonic() - running.started
+        return result
+
+    def _abandon_running(self) -> None:
+        """The caller stopped iterating: nobody wants the programs still running."""
+        for worker in list(self._pool.values()):
+            if worker.running:
+                self._kill(worker, Status.CRASHED, "abandoned")
+        for worker in self._dying.values():
+            worker.running = None
+
+
+class _Template:
+    """The parent's handle on the template process (see template.py)."""
+
+    def __init__(self, proc: subprocess.Popen, ctrl: socket.socket) -> None:
+        self.proc, self.ctrl = proc, ctrl
+
+    @classmethod
+    def start(cls) -> "_Template":
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "arc_sandbox.template", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], env=_worker_env(), stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        theirs.close()
+        template = cls(proc, ours)
+        if not wait([ours], timeout=_START_TIMEOUT_S) or template.read() is None:
+            cls.stop(template)
+            raise SandboxError("the sandbox template process failed to start (see its error output above)")
+        return template
+
+    def spawn(self, tag: int, child_end: socket.socket, limits: dict) -> None:
+        message = json.dumps({"op": "spawn", "tag": tag, "limits": limits}).encode()
+        try:
+            socket.send_fds(self.ctrl, [message], [child_end.fileno()])
+        except OSError:
+            pass   # the template is gone; the loop notices and restarts it
+
+    def read(self) -> list[dict] | None:
+        """Messages waiting on the control socket; None when the template is gone."""
+        messages = []
+        while True:
+            try:
+                data = self.ctrl.recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return messages
+            except OSError:
+                return None
+            if not data:
+                return None
+            messages.append(json.loads(data))
+
+    @staticmethod
+    def stop(template: "_Template") -> None:
+        try:
+            template.ctrl.send(json.dumps({"op": "shutdown"}).encode())
+        except OSError:
+            pass
+        template.ctrl.close()
+        try:
+            template.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _kill_group(template.proc.pid)
+            template.proc.wait()
+
+
+def run_program(text: str, inputs: Sequence[Any], limits: Limits | None = None, *,
+                entry: str | None = None) -> ProgramResult:
+    """Run one program in a fresh one-worker sandbox. Convenient, not fast: use a Sandbox for batches."""
+    with Sandbox(workers=1, limits=limits) as sb:
+        return sb.run([Job(text, inputs, entry=entry)])[0]
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _as_job(item: Any) -> Job:
+    if isinstance(item, Job):
+        job = item
+    elif isinstance(item, tuple) and len(item) in (2, 3):
+        job = Job(*item)
+    else:
+        raise TypeError(f"expected a Job or a (text, inputs) pair, got {type(item).__name__}")
+    if not isinstance(job.text, str):
+        raise TypeError(f"program text must be a string, got {type(job.text).__name__}")
+    if not isinstance(job.inputs, Sequence) and not hasattr(job.inputs, "__len__"):
+        raise TypeError(f"inputs must be a sequence of grids, got {type(job.inputs).__name__}")
+    if job.entry is not None and not (isinstance(job.entry, str) and job.entry.isidentifier()):
+        raise ValueError(f"entry must be a function name, got {job.entry!r}")
+    return job
+
+
+def _final(index: int, job: Any, status: Status, error_type: str, message: str, *, n: int,
+           code: str = "") -> ProgramResult:
+    return ProgramResult(status=status, outputs=[None] * n, grid_statuses=[status] * n, error_type=error_type,
+                         error_message=message, code=code, index=index,
+                         key=job.key if isinstance(job, Job) else None)
+
+
+def _classify_death(kill_reason: tuple[Status, str] | None, exit_info: dict | None) -> tuple[Status, str, str]:
+    if kill_reason is not None:
+        status, reason = kill_reason
+        return status, {Status.TIMEOUT: "Timeout", Status.MEMORY_LIMIT: "MemoryGuard"}.get(status, "Killed"), reason
+    if exit_info is None:
+        return Status.CRASHED, "Lost", "the worker disappeared"
+    code = exit_info["status"]
+    if os.WIFSIGNALED(code):
+        sig = signal.Signals(os.WTERMSIG(code))
+        if sig is signal.SIGXCPU:
+            return Status.TIMEOUT, "SIGXCPU", "CPU time limit reached"
+        hint = " (by another process or the kernel's out-of-memory killer)" if sig is signal.SIGKILL else ""
+        return Status.CRASHED, sig.name, f"the worker was killed by {sig.name}{hint}"
+    exit_code = os.WEXITSTATUS(code)
+    return (Status.CRASHED, f"exit({exit_code})",
+            f"the worker process ended with code {exit_code} while running the program "
+            "(os._exit, or it closed the worker's pipe)")
+
+
+def _kill_group(pid: int) -> None:
+    if pid > 0:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _worker_env() -> dict[str, str]:
+    """A scrubbed environment: the trainer's API tokens stay out of reach of generated code."""
+    env = {k: os.environ[k] for k in _KEPT_ENV if k in os.environ}
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env.update({var: "1" for var in _THREAD_VARS})
+    env["PYTHONHASHSEED"] = "0"   # set iteration order of strings is reproducible across runs
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env

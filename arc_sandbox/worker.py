@@ -1,0 +1,282 @@
+"""The worker: runs programs one after another in a limited world it keeps pristine.
+
+Runs in a process forked from the template (see ``template.py``), never in the caller.
+Everything here is on the per-program path, so it stays lean.
+"""
+from __future__ import annotations
+
+import builtins
+import ctypes
+import dis
+import linecache
+import os
+import random
+import resource
+import signal
+import sys
+import time
+import traceback
+
+import numpy as np
+from multiprocess.connection import Connection
+
+from . import common
+from .grids import GridError, as_grid
+from .limits import Limits
+from .pristine import PROGRAM_MODULE, Guard
+from .results import Status
+from .wire import Reply, Request
+
+PROGRAM_FILE = "<program>"
+_RAISE = dis.opmap["RAISE_VARARGS"]
+_PR_SET_PDEATHSIG = 1
+# Retire a worker whose own footprint crept up by this much: the program's allowance is
+# counted from the baseline measured at start.
+_MAX_GROWTH_KB = 64 * 1024
+
+
+class Deadline(BaseException):
+    """Raised in the program when its time is up. BaseException: ``except Exception`` can't eat it."""
+
+
+class _BoundedWriter:
+    """sys.stdout for a program: keeps the first ``limit`` characters, counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.parts, self.size, self.dropped = limit, [], 0, 0
+
+    def write(self, text) -> int:
+        text = str(text)
+        room = self.limit - self.size
+        if room > 0:
+            self.parts.append(text[:room])
+            self.size += min(room, len(text))
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def getvalue(self) -> str:
+        tail = f"\n[... {self.dropped} more characters dropped]" if self.dropped else ""
+        return "".join(self.parts) + tail
+
+
+class MemoryProbe:
+    """Per-program peak RSS from /proc: reset the high-water mark, read it back."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.status_fd = os.open("/proc/self/status", os.O_RDONLY)
+        try:
+            self.clear_fd = os.open("/proc/self/clear_refs", os.O_WRONLY) if enabled else -1
+        except OSError:
+            self.clear_fd = -1
+
+    def _field_kb(self, name: bytes) -> int:
+        text = os.pread(self.status_fd, 4096, 0)
+        i = text.find(name)
+        return int(text[i + len(name):text.index(b"kB", i)]) if i >= 0 else 0
+
+    def rss_kb(self) -> int:
+        return self._field_kb(b"VmRSS:")
+
+    def vm_kb(self) -> int:
+        return self._field_kb(b"VmSize:")
+
+    def reset_peak(self) -> int:
+        """Reset VmHWM to the current RSS; return that RSS (the program's baseline)."""
+        if self.clear_fd < 0:
+            return 0
+        os.write(self.clear_fd, b"5")
+        return self.rss_kb()
+
+    def peak_kb(self) -> int:
+        return self._field_kb(b"VmHWM:") if self.clear_fd >= 0 else 0
+
+
+def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
+    """Worker main loop: set up, say hello, then run requests until the parent goes away."""
+    conn = Connection(fd)
+    _detach()
+    probe = MemoryProbe(limits.measure_memory)
+    base_rss, base_vm = probe.rss_kb(), probe.vm_kb()
+    mem_limit = (base_vm + int(limits.memory_mb * 1024)) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
+    signal.signal(signal.SIGALRM, _on_alarm)
+    guard = Guard(exempt=(common.Color,))
+    conn.send_bytes(_hello(base_rss, base_vm, mem_limit))
+    for served in range(1, limits.max_programs_per_worker + 1):
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            os._exit(0)
+        request = Request.from_bytes(data, max(30, limits.max_grid_side))
+        reply = run_request(request, limits, probe, guard)
+        reply.retire = guard.check(request.code) or _growth(probe, base_rss, base_vm)
+        if served == limits.max_programs_per_worker:
+            reply.retire = reply.retire or f"recycled after {served} programs"
+        conn.send_bytes(reply.to_bytes())
+        if reply.retire:
+            break
+    os._exit(0)
+
+
+def _hello(rss_kb: int, vm_kb: int, mem_limit: int) -> bytes:
+    import json
+    return json.dumps({"pid": os.getpid(), "rss_kb": rss_kb, "vm_kb": vm_kb, "cpu_s": time.process_time(),
+                       "memory_limit_bytes": mem_limit}).encode()
+
+
+def _detach() -> None:
+    """Own process group (killed as one), die with the template, no core dumps, no terminal."""
+    os.setsid()
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):   # C-level writes to stdout go nowhere, whatever their size
+        os.dup2(devnull, std)
+    os.close(devnull)
+
+
+def _growth(probe: MemoryProbe, base_rss: int, base_vm: int) -> str | None:
+    rss, vm = probe.rss_kb(), probe.vm_kb()
+    if rss - base_rss > _MAX_GROWTH_KB or vm - base_vm > _MAX_GROWTH_KB:
+        return f"worker grew by {(rss - base_rss) // 1024} MB resident, {(vm - base_vm) // 1024} MB virtual"
+    return None
+
+
+_in_program = False   # the alarm only interrupts the program, never the worker's own bookkeeping
+
+
+def _on_alarm(signum, frame):
+    if not _in_program:
+        return
+    # Fire again shortly in case the program swallows this one with a bare ``except:``;
+    # the parent's hard kill is the last word anyway.
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    raise Deadline()
+
+
+class _Run:
+    """The state of one program's run, filled in as it goes."""
+
+    def __init__(self, n: int) -> None:
+        self.statuses = [Status.TIMEOUT] * n
+        self.outputs: list[np.ndarray | None] = [None] * n
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+
+    def fail(self, status: Status, grids: range, exc: BaseException | None, code: str, limit: int) -> None:
+        for i in grids:
+            self.statuses[i] = status
+        if self.error_type is None and exc is not None:
+            self.error_type = type(exc).__name__
+            self.error_message = _error_text(exc, code, limit)
+
+
+def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Guard) -> Reply:
+    global _in_program
+    n = len(request.inputs)
+    run = _Run(n)
+    out = _BoundedWriter(limits.max_stdout_bytes)
+    common.reset_state()
+    rss0 = probe.reset_peak()
+    cpu0 = time.process_time()
+    saved = sys.stdout, sys.stderr
+    done = 0   # grids finished; the rest are still TIMEOUT if the deadline strikes
+    try:
+        sys.stdout = sys.stderr = out
+        guard.arm()
+        _in_program = True
+        signal.setitimer(signal.ITIMER_REAL, limits.timeout_s)
+        fn = _load(request, limits, run)
+        if fn is not None:
+            for i, grid in enumerate(request.inputs):
+                _call(fn, grid, i, limits, run, request.code)
+                done = i + 1
+        else:
+            done = n
+    except Deadline:
+        if done < n and run.error_type is None:
+            run.error_type, run.error_message = "Timeout", f"time limit of {limits.timeout_s} s reached"
+    finally:
+        _in_program = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        guard.disarm()
+        sys.stdout, sys.stderr = saved
+    peak = max(0, probe.peak_kb() - rss0)
+    status = next((s for s in run.statuses if s is not Status.OK), Status.OK)
+    return Reply(status=status.value, grid_statuses=[s.value for s in run.statuses], outputs=run.outputs,
+                 error_type=run.error_type, error_message=run.error_message, stdout=out.getvalue(),
+                 cpu_s=time.process_time() - cpu0, peak_kb=peak, rss_kb=probe.rss_kb())
+
+
+def _load(request: Request, limits: Limits, run: _Run):
+    """Compile and execute the program's top level; return its entry function or None."""
+    n, code = len(request.inputs), request.code
+    try:
+        compiled = compile(code, PROGRAM_FILE, "exec")
+    except Exception as exc:   # SyntaxError; ValueError for NUL bytes; RecursionError for deep nesting
+        run.fail(Status.SYNTAX_ERROR, range(n), exc, code, limits.max_error_chars)
+        return None
+    namespace = {"__name__": PROGRAM_MODULE, "__builtins__": builtins}
+    _seed(limits.seed)
+    try:
+        exec(compiled, namespace)
+    except Deadline:
+        raise
+    except BaseException as exc:
+        run.fail(_exception_status(exc), range(n), exc, code, limits.max_error_chars)
+        return None
+    for name in ((request.entry,) if request.entry else ("transform", "main")):
+        fn = namespace.get(name)
+        if callable(fn):
+            return fn
+    wanted = request.entry or "transform or main"
+    run.fail(Status.MISSING_ENTRY, range(n), None, code, limits.max_error_chars)
+    run.error_type, run.error_message = "MissingEntry", f"no function named {wanted} in the program"
+    return None
+
+
+def _call(fn, grid: np.ndarray, i: int, limits: Limits, run: _Run, code: str) -> None:
+    _seed(limits.seed)
+    try:
+        result = fn(grid)
+        run.outputs[i] = as_grid(result, limits.max_grid_side)
+        run.statuses[i] = Status.OK
+    except Deadline:
+        raise
+    except GridError as exc:
+        run.statuses[i] = Status.INVALID_OUTPUT
+        if run.error_type is None:
+            run.error_type, run.error_message = "InvalidOutput", f"output for input {i}: {exc}"
+    except BaseException as exc:   # SystemExit, KeyboardInterrupt... are the program's errors too
+        run.fail(_exception_status(exc), range(i, i + 1), exc, code, limits.max_error_chars)
+
+
+def _seed(seed: int | None) -> None:
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed)
+
+
+def _exception_status(exc: BaseException) -> Status:
+    """MEMORY_LIMIT only for allocations that failed, not for a ``raise MemoryError`` in code."""
+    if not isinstance(exc, MemoryError):
+        return Status.RUNTIME_ERROR
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    explicit = tb is not None and tb.tb_frame.f_code.co_code[tb.tb_lasti] == _RAISE
+    return Status.RUNTIME_ERROR if explicit else Status.MEMORY_LIMIT
+
+
+def _error_text(exc: BaseException, code: str, limit: int) -> str:
+    linecache.cache[PROGRAM_FILE] = (len(code), None, code.splitlines(True), PROGRAM_FILE)
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except BaseException:  # a hostile __str__ or __repr__
+        text = f"{type(exc).__name__} (its message could not be rendered)"
+    finally:
+        linecache.cache.pop(PROGRAM_FILE, None)
+    return text if len(text) <= limit else "..." + text[-limit:]
