@@ -1,0 +1,354 @@
+"""ARC rewards, and the reward callable TRL's ``GRPOTrainer`` calls every step.
+
+A reward function maps a program's :class:`~arc_sandbox.results.ProgramResult` and its task to a float; it may
+take the precomputed ``score`` (a :class:`~arc_sandbox.metrics.TaskScore` of ``result.outputs``), which
+:class:`SandboxReward` computes for a whole step at once. Both built-in rewards give 0 unless the program
+returned a valid grid for *every* input (like the reference project, where one exception failed the whole run),
+and average over train and test grids weighted by their count; test grids without a known output are not scored.
+
+Augmented tasks: the task column holds the task as the prompt showed it, so programs run on the augmented
+inputs and are scored against the augmented outputs. Geometric and colour augmentations are bijections that
+preserve exact matches and pixel similarity, so this gives the same reward as reverting the outputs and scoring
+in the original space (a property test checks it), without a revert step that could fail on odd outputs.
+"""
+from __future__ import annotations
+
+import atexit
+import enum
+import inspect
+import logging
+import re
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from arc_sandbox.compare import Comparison, grid_or_none, similarity_many
+from arc_sandbox.extract import extract_code
+from arc_sandbox.limits import Limits
+from arc_sandbox.metrics import PartitionScore, TaskScore, score_outputs
+from arc_sandbox.results import Job, ProgramResult, Status
+from arc_sandbox.tasks import Task
+
+from .data import task_from_json
+from .stats import NGRAM_SIZES, repetition_stats, tokens_of
+
+log = logging.getLogger(__name__)
+
+RewardFn = Callable[..., float]
+REWARDS: dict[str, RewardFn] = {}
+MAX_REWARD = 10.0            # both built-in rewards: every grid right
+_FENCE_OPENED = re.compile(r"```[ \t]*(python|py|python3)?[ \t]*\n", re.IGNORECASE)
+
+
+def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
+    """Decorator adding ``fn(result, task, score=None) -> float`` to :data:`REWARDS` under ``name``.
+
+    A function without a ``score`` parameter is registered as is and called as ``fn(result, task)``.
+    """
+    def add(fn: RewardFn) -> RewardFn:
+        if name in REWARDS:
+            raise ValueError(f"reward {name!r} is already registered")
+        REWARDS[name] = fn
+        return fn
+    return add
+
+
+def correct_and_pixel(score: TaskScore) -> tuple[float, float]:
+    """Correct-grid fraction and pixel score over train and test grids, weighted by their count."""
+    n = score.train.n + score.test.n
+    if n == 0:
+        return 0.0, 0.0
+    parts = (score.train, score.test)
+    return (sum(p.correct_grids * p.n for p in parts) / n, sum(p.pixel_score * p.n for p in parts) / n)
+
+
+@register_reward("arc-v1")
+def arc_v1(result: ProgramResult, task: Task, score: TaskScore | None = None) -> float:
+    """0 without a valid grid for every input, else ``1 + 8 x correct-grid fraction + pixel score``: 1..10."""
+    if not result.ok:
+        return 0.0
+    correct, pixel = correct_and_pixel(score if score is not None else score_outputs(result.outputs, task))
+    return 1.0 + 8.0 * correct + pixel
+
+
+@register_reward("arc-v2-no-pixel-score")
+def arc_v2_no_pixel_score(result: ProgramResult, task: Task, score: TaskScore | None = None) -> float:
+    """0 without a valid grid for every input, else ``1 + 9 x correct-grid fraction``: 1..10."""
+    if not result.ok:
+        return 0.0
+    correct, _ = correct_and_pixel(score if score is not None else score_outputs(result.outputs, task))
+    return 1.0 + 9.0 * correct
+
+
+def score_many(outputs: Sequence[Sequence[Any]], task: Task) -> list[TaskScore]:
+    """:func:`~arc_sandbox.metrics.score_outputs` for many programs of one task, comparing each distinct
+    grid once (a group of samples repeats itself a lot) and batching the different-shape similarities."""
+    expected = task.expected
+    for k, outs in enumerate(outputs):
+        if len(outs) != len(expected):
+            raise ValueError(f"task {task.id}: program {k}: expected {len(expected)} outputs, got {len(outs)}")
+    columns = [_compare_column([outs[j] for outs in outputs], want) for j, want in enumerate(expected)]
+    n_train = len(task.train)
+    scores = []
+    for k in range(len(outputs)):
+        comparisons = tuple(column[k] for column in columns)
+        scores.append(TaskScore(train=_partition(comparisons[:n_train]), test=_partition(comparisons[n_train:]),
+                                comparisons=comparisons))
+    return scores
+
+
+def _compare_column(grids: Sequence[Any], want: np.ndarray | None) -> list[Comparison | None]:
+    if want is None:
+        return [None] * len(grids)
+    index: dict[tuple, int] = {}
+    uniques: list[np.ndarray] = []
+    ids = []
+    for grid in grids:
+        grid = grid_or_none(grid)
+        if grid is None:
+            ids.append(-1)
+            continue
+        key = (grid.shape, grid.tobytes())
+        if key not in index:
+            index[key] = len(uniques)
+            uniques.append(grid)
+        ids.append(index[key])
+    sims = similarity_many(uniques, want) if uniques else []
+    found = [Comparison(exact=g.shape == want.shape and s == 1.0, same_shape=g.shape == want.shape,
+                        similarity=float(s)) for g, s in zip(uniques, sims)]
+    missing = Comparison(exact=False, same_shape=False, similarity=0.0)
+    return [found[i] if i >= 0 else missing for i in ids]
+
+
+def _partition(comparisons: Sequence[Comparison | None]) -> PartitionScore:
+    scored = [c for c in comparisons if c is not None]
+    if not scored:
+        return PartitionScore(0.0, 0.0, False, 0)
+    exact = sum(c.exact for c in scored)
+    return PartitionScore(pixel_score=sum(c.similarity for c in scored) / len(scored),
+                          correct_grids=exact / len(scored), all_correct=exact == len(scored), n=len(scored))
+
+
+# --------------------------------------------------------------------------- the TRL reward callable
+
+class BadSample(str, enum.Enum):
+    """Why a sample was scored 0 without running (or scoring) its program."""
+
+    BAD_TASK = "bad_task"          # the task column is missing, not JSON, or not a valid task
+    REWARD_ERROR = "reward_error"  # the reward function raised on this sample
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SandboxReward:
+    """Reward for TRL's ``GRPOTrainer``: runs every completion's program in one long-lived sandbox.
+
+    Call contract (TRL): keyword arguments ``completions`` (strings or ``[{"role": "assistant", "content": …}]``),
+    ``completion_ids``, ``task`` (the dataset's task column: :func:`arc_rl.data.task_to_json` strings) and
+    ``log_metric``. Returns one float per completion; a sample with a bad task, no code or a failing program gets
+    0 and is counted in the step's metrics. Only a failure of the sandbox itself returns ``None`` for the whole
+    step (TRL gives unscorable rows zero advantage) and restarts it on the next call.
+
+    ``last_metrics`` holds the metrics of the last step (the values also sent to ``log_metric``).
+    """
+
+    def __init__(self, reward_name: str = "arc-v1", workers: int | None = None, limits: Limits = Limits(),
+                 max_completion_length: int | None = None, **sandbox_kwargs: Any):
+        if reward_name not in REWARDS:
+            raise ValueError(f"unknown reward {reward_name!r}; choose one of {', '.join(sorted(REWARDS))}")
+        self.reward_name = reward_name
+        self.__name__ = reward_name   # TRL names reward functions (and their metrics) after __name__
+        self.reward_fn = REWARDS[reward_name]
+        self._takes_score = "score" in inspect.signature(self.reward_fn).parameters
+        self.workers, self.limits, self.sandbox_kwargs = workers, limits, sandbox_kwargs
+        self.max_completion_length = max_completion_length
+        self.last_metrics: dict[str, float] = {}
+        self._sandbox = None
+        self._runner: ThreadPoolExecutor | None = None
+        atexit.register(self.close)
+
+    # -- lifecycle
+    @property
+    def sandbox(self):
+        if self._sandbox is None:
+            from arc_sandbox.sandbox import Sandbox
+            self._sandbox = Sandbox(workers=self.workers, limits=self.limits, **self.sandbox_kwargs)
+        return self._sandbox
+
+    def close(self) -> None:
+        if self._sandbox is not None:
+            sandbox, self._sandbox = self._sandbox, None
+            try:
+                sandbox.close()
+            except Exception:  # a broken sandbox must not stop the trainer from shutting down
+                log.exception("closing the sandbox failed")
+        if self._runner is not None:
+            self._runner.shutdown(wait=False)
+            self._runner = None
+
+    def __enter__(self) -> "SandboxReward":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- one step
+    def __call__(self, completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None = None,
+                 task: Sequence[Any] | None = None, log_metric: Callable[[str, float], None] | None = None,
+                 **kwargs: Any) -> list[float | None]:
+        started = time.perf_counter()
+        texts = [_completion_text(c) for c in completions]
+        n = len(texts)
+        tasks = _parse_tasks(task, n)
+        codes = [extract_code(t) for t in texts]
+        jobs = [Job(code, tasks[i].inputs, key=i) for i, code in enumerate(codes)
+                if code is not None and isinstance(tasks[i], Task)]
+        if self._runner is None:
+            self._runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arc-reward")
+        running = self._runner.submit(self._run, jobs)
+        # Whatever does not need the programs' results is computed while they run.
+        truncated = self._truncated(texts, codes, completion_ids)
+        repetition = repetition_stats(completion_ids if completion_ids is not None else [tokens_of(t) for t in texts])
+        try:
+            ran, run_s = running.result()
+        except Exception:
+            log.exception("the sandbox failed; this step's rewards are None and it will be restarted")
+            self.close()
+            self.last_metrics = {"sandbox/failures": 1.0}
+            _send(self.last_metrics, log_metric)
+            return [None] * n
+        results: list[ProgramResult | None] = [None] * n
+        for job, result in zip(jobs, ran):
+            results[job.key] = result
+        for i, code in enumerate(codes):
+            if code is None and isinstance(tasks[i], Task):
+                results[i] = _no_code(tasks[i])
+        rewards, solved, bad = self._score(results, tasks)
+        metrics = _step_metrics(rewards, solved, results, bad, truncated, repetition, self._solved_lengths(
+            solved, completion_ids, texts))
+        metrics["sandbox/run_s"] = run_s
+        metrics["sandbox/overhead_s"] = time.perf_counter() - started - run_s
+        self.last_metrics = metrics
+        _send(metrics, log_metric)
+        return rewards
+
+    def _run(self, jobs: list[Job]) -> tuple[list[ProgramResult], float]:
+        started = time.perf_counter()
+        results = self.sandbox.run(jobs) if jobs else []
+        return results, time.perf_counter() - started
+
+    def _truncated(self, texts: list[str], codes: list[str | None],
+                   completion_ids: Sequence[Sequence[int]] | None) -> list[bool]:
+        """Cut off by the length limit: it used every token, or opened a code fence it never closed."""
+        cut = [code is None and _FENCE_OPENED.search(text) is not None for text, code in zip(texts, codes)]
+        if completion_ids is not None and self.max_completion_length:
+            cut = [c or len(ids) >= self.max_completion_length for c, ids in zip(cut, completion_ids)]
+        return cut
+
+    def _score(self, results: list[ProgramResult | None],
+               tasks: list[Task | str]) -> tuple[list[float], list[bool], list[BadSample | None]]:
+        n = len(results)
+        rewards, solved, bad = [0.0] * n, [False] * n, [None] * n
+        groups: dict[int, list[int]] = {}
+        for i, t in enumerate(tasks):
+            if isinstance(t, Task):
+                groups.setdefault(id(t), []).append(i)
+            else:
+                bad[i] = BadSample.BAD_TASK
+        for members in groups.values():
+            t = tasks[members[0]]
+            scores = score_many([results[i].outputs for i in members], t)
+            for i, score in zip(members, scores):
+                try:
+                    args = {"score": score} if self._takes_score else {}
+                    rewards[i] = float(self.reward_fn(results[i], t, **args))
+                except Exception:
+                    log.exception("reward %s failed on task %s", self.reward_name, t.id)
+                    bad[i] = BadSample.REWARD_ERROR
+                solved[i] = bool(results[i].ok and score.all_correct)
+        return rewards, solved, bad
+
+    @staticmethod
+    def _solved_lengths(solved: list[bool], completion_ids, texts: list[str]) -> list[int]:
+        lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [len(t) for t in texts]
+        return [length for length, s in zip(lengths, solved) if s]
+
+
+def _completion_text(completion: Any) -> str:
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content") or "")   # conversational: the assistant message
+    return ""
+
+
+def _parse_tasks(column: Sequence[Any] | None, n: int) -> list[Task | str]:
+    """One task per sample, parsed once per distinct value; a string in place of a task says what is wrong."""
+    if column is None or len(column) != n:
+        got = "no task column" if column is None else f"{len(column)} tasks for {n} completions"
+        return [got] * n
+    parsed: dict[Any, Task | str] = {}
+    out = []
+    for value in column:
+        key = value if isinstance(value, str) else id(value)
+        if key not in parsed:
+            parsed[key] = _parse_task(value)
+        out.append(parsed[key])
+    return out
+
+
+def _parse_task(value: Any) -> Task | str:
+    try:
+        if isinstance(value, dict):
+            return Task.from_dict(value, id=str(value.get("id", "task")))
+        return task_from_json(value)[0]
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+
+
+def _no_code(task: Task) -> ProgramResult:
+    n = len(task.inputs)
+    return ProgramResult(status=Status.NO_CODE, outputs=[None] * n, grid_statuses=[Status.NO_CODE] * n,
+                         error_message="no code block in the completion")
+
+
+def _step_metrics(rewards: list[float], solved: list[bool], results: list[ProgramResult | None],
+                  bad: list[BadSample | None], truncated: list[bool], repetition, solved_lengths: list[int]
+                  ) -> dict[str, float]:
+    n = len(rewards)
+    if n == 0:
+        return {}
+    r = np.asarray(rewards, dtype=float)
+    cut = np.asarray(truncated, dtype=bool)
+    statuses = Counter(res.status for res in results if res is not None)
+    m = {"sandbox/reward_mean": float(r.mean()), "sandbox/reward_max": float(r.max()),
+         "sandbox/reward_min": float(r.min()), "sandbox/solved_ratio": sum(solved) / n,
+         "sandbox/valid_output_ratio": statuses[Status.OK] / n}
+    m.update({f"sandbox/status/{s.value}": statuses[s] / n for s in Status})
+    reasons = Counter(b for b in bad if b is not None)
+    m.update({f"sandbox/bad_sample/{b.value}": reasons[b] / n for b in BadSample})
+    m["truncation/ratio"] = float(cut.mean())
+    # Group means only where the group is non-empty: TRL averages what is logged, and NaN would poison it.
+    for name, mask in (("truncated", cut), ("complete", ~cut)):
+        if mask.any():
+            m[f"truncation/{name}_reward_mean"] = float(r[mask].mean())
+            m[f"repetition/{name}_unique_token_ratio"] = float(np.mean(
+                [s.unique_token_ratio for s, keep in zip(repetition, mask) if keep]))
+    m["repetition/unique_token_ratio"] = float(np.mean([s.unique_token_ratio for s in repetition]))
+    for k in NGRAM_SIZES:
+        m[f"repetition/ngram_{k}_most_repeated_count"] = float(np.mean([s.most_repeated[k] for s in repetition]))
+        m[f"repetition/ngram_{k}_most_repeated_frequency"] = float(np.mean([s.frequency[k] for s in repetition]))
+    if solved_lengths:
+        m["length/solved_mean"] = float(np.mean(solved_lengths))
+        m["length/solved_max"] = float(max(solved_lengths))
+    return m
+
+
+def _send(metrics: dict[str, float], log_metric: Callable[[str, float], None] | None) -> None:
+    if log_metric is not None:
+        for name, value in metrics.items():
+            log_metric(name, value)
