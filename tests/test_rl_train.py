@@ -1,0 +1,148 @@
+"""Real GRPO steps through ``arc-rl train`` on CPU: a tiny random Llama, LoRA, and the sandbox reward."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+pytest.importorskip("trl")
+os.environ.setdefault("OMP_NUM_THREADS", "1")   # erratic step times with 2 torch threads on 2 cores
+for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(var, "1")
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from arc_rl.cli import main  # noqa: E402
+from arc_rl.config import TrainConfig  # noqa: E402
+from arc_rl.train import train  # noqa: E402
+from tiny_llm import save_tiny_model, write_tasks  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grpo")
+    torch.set_num_threads(1)
+    return save_tiny_model(root / "model"), write_tasks(root / "tasks.json", n=4)
+
+
+def base_args(model, tasks, out) -> list[str]:
+    return ["train", "--model-path", str(model), "--dataset-path", str(tasks), "--output-dir", str(out),
+            "--num-generations", "4", "--per-device-train-batch-size", "8", "--max-completion-length", "12",
+            "--max-seq-length", "512", "--logging-steps", "1", "--save-steps", "2", "--n-jobs", "2",
+            "--lora-r", "4", "--learning-rate", "0.01", "--warmup-ratio", "0"]
+
+
+def lora_tensors(directory) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_file(str(directory / "adapter_model.safetensors")).items() if "lora_" in k}
+
+
+def logged(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_grpo_steps_train_the_adapter_save_checkpoints_and_log_metrics(setup, tmp_path):
+    model, tasks = setup
+    out = tmp_path / "run"
+    assert main(base_args(model, tasks, out) + ["--max-steps", "3"]) == 0
+
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    first, last = lora_tensors(out / "checkpoint-2"), lora_tensors(out / "checkpoint-3")
+    assert first and first.keys() == last.keys()
+    # lora_B starts at zero: nonzero means the optimizer moved it; a difference means step 3 trained too
+    assert any(v.abs().max() > 0 for k, v in last.items() if "lora_B" in k)
+    assert any(not torch.equal(first[k], last[k]) for k in first)
+    assert lora_tensors(out / "final").keys() == last.keys()
+
+    rows = logged(out)
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
+    step = rows[0]
+    for name in ("sandbox/reward_mean", "sandbox/solved_ratio", "sandbox/status/ok", "sandbox/run_s",
+                 "repetition/unique_token_ratio", "truncation/ratio",           # the reward backend's
+                 "reward", "reward_std", "entropy", "completions/clipped_ratio", "grad_norm",
+                 "clip_ratio/region_mean"):                                      # TRL's
+        assert name in step, name
+    assert any(r["grad_norm"] > 0 for r in rows if "grad_norm" in r)
+
+    saved = yaml.safe_load((out / "arc_rl_config.yaml").read_text())
+    assert saved["max_steps"] == 3 and saved["lora_r"] == 4 and saved["model_path"] == str(model)
+
+
+def test_resume_continues_from_the_last_checkpoint(setup, tmp_path):
+    model, tasks = setup
+    out = tmp_path / "run"
+    assert main(base_args(model, tasks, out) + ["--max-steps", "2"]) == 0
+    before = lora_tensors(out / "checkpoint-2")
+
+    assert main(base_args(model, tasks, out) + ["--max-steps", "3"]) == 0   # --resume-from-checkpoint auto
+
+    steps = [r["step"] for r in logged(out) if "loss" in r]
+    assert steps == [1, 2, 3]          # step 3 only was trained in the second run
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert any(not torch.equal(before[k], v) for k, v in lora_tensors(out / "checkpoint-3").items())
+    assert "resuming with changed options: max_steps" in (out / "train.log").read_text()
+
+
+def test_yaml_config_with_augmentation_kl_and_explicit_checkpoint(setup, tmp_path):
+    model, tasks = setup
+    out = tmp_path / "run"
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"model-path": str(model), "dataset_path": str(tasks), "beta": 0.01,
+                                     "use_data_augmentation": True, "lora_r": 2, "max_steps": 2,
+                                     "scale_rewards": "batch", "mask_truncated_completions": True}))
+    args = base_args(model, tasks, out)
+    del args[args.index("--lora-r"):args.index("--lora-r") + 2]   # taken from the file instead
+    assert main(args + ["--config", str(config)]) == 0
+
+    saved = yaml.safe_load((out / "arc_rl_config.yaml").read_text())
+    assert saved["beta"] == 0.01 and saved["use_data_augmentation"] and saved["lora_r"] == 2
+    assert json.loads((out / "final" / "adapter_config.json").read_text())["r"] == 2
+    assert "kl" in logged(out)[0]      # beta > 0: the KL to the adapter-free reference is logged
+
+    # explicit checkpoint: start again from step 2 of this run, into a new directory
+    result = train(TrainConfig(model_path=str(model), dataset_path=str(tasks), output_dir=str(tmp_path / "again"),
+                               num_generations=4, per_device_train_batch_size=8, max_completion_length=12,
+                               max_seq_length=512, logging_steps=1, save_steps=10, n_jobs=2, lora_r=2, beta=0.01,
+                               max_steps=3, resume_from_checkpoint=str(out / "checkpoint-2")))
+    assert result.global_step == 3
+    assert [r["step"] for r in result.log_history if "loss" in r] == [3]
+
+
+# ---- the collapse monitor, fed metrics directly -----------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from arc_rl.monitor import CollapseMonitor, Rule, Trigger  # noqa: E402
+
+
+def test_monitor_warns_once_per_episode_and_writes_alerts(tmp_path, caplog):
+    monitor = CollapseMonitor(max_completion_length=100, path=tmp_path / "alerts.jsonl")
+    lengths = [40, 42, 95, 97, 50, 96]
+    fired = [bool(monitor.check({"completions/mean_length": v}, step)) for step, v in enumerate(lengths)]
+    assert fired == [False, False, True, False, False, True]   # edge-triggered: fires, clears, fires again
+    assert [a.step for a in monitor.alerts] == [2, 5]
+    assert "completions/mean_length = 95" in caplog.text and "length cap" in caplog.text
+    assert len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 2
+
+
+def test_monitor_baseline_and_average_rules():
+    monitor = CollapseMonitor(max_completion_length=100)
+    for step, (entropy, grad) in enumerate([(1.0, 0.5), (1.02, 0.6), (0.98, 0.4), (1.0, 0.5)]):
+        assert monitor.check({"entropy": entropy, "grad_norm": grad}, step) == []
+    alerts = monitor.check({"entropy": 0.5, "grad_norm": 4.0}, 4)       # entropy halves, grad norm x8
+    assert {a.metric for a in alerts} == {"entropy", "grad_norm"}
+    assert monitor.check({"sampling/importance_sampling_ratio/mean": 0.5,
+                          "repetition/ngram_4_most_repeated_frequency": 0.6}, 5)[0].metric.startswith("sampling")
+    assert {a.metric for a in monitor.alerts} >= {"repetition/ngram_4_most_repeated_frequency"}
+
+
+@settings(max_examples=50, deadline=None)
+@given(value=st.floats(0.01, 100), steps=st.integers(1, 30))
+def test_a_steady_metric_never_trips_relative_rules(value, steps):
+    rules = [Rule("m", Trigger.ABOVE_BASELINE, 2.0, "x"), Rule("m", Trigger.AWAY_FROM_AVERAGE, 0.3, "y")]
+    monitor = CollapseMonitor(max_completion_length=10, rules=rules)
+    assert all(monitor.check({"m": value}, step) == [] for step in range(steps))
