@@ -16,6 +16,7 @@ Writes straight into a module ``__dict__`` bypass (1); they need names such as
 """
 from __future__ import annotations
 
+import builtins
 import gc
 import os
 import re
@@ -55,6 +56,8 @@ class Guard:
         self._snapshots: dict[str, tuple[dict, list]] = {}
         self._adopt_new_modules()
         self._runtime = self._runtime_state()
+        self._builtins = dict(builtins.__dict__)
+        self._builtin_values = list(self._builtins.values())
         sys.addaudithook(self._audit)
 
     # -- arming: only the program's own actions count -------------------------------
@@ -63,6 +66,14 @@ class Guard:
 
     def disarm(self) -> None:
         self._armed = False
+
+    def heal_builtins(self) -> None:
+        """Put builtins back at once: the worker's own bookkeeping needs a working ``len``."""
+        namespace = builtins.__dict__
+        if len(namespace) != len(self._builtins) or list(namespace.values()) != self._builtin_values:
+            namespace.clear()
+            namespace.update(self._builtins)
+            self._notes.append("builtins changed")
 
     def note(self, reason: str) -> None:
         if self._armed and len(self._notes) < 8:
