@@ -48,6 +48,7 @@ THREAD_ENV = {var: "1" for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "M
                                    "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
 _WORKDIR_PREFIX = "arc-sandbox-"
 
+_PR_SET_PDEATHSIG, _PR_GET_PDEATHSIG = 1, 2
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
 _CLONE_NEWNS = 0x00020000
@@ -159,7 +160,7 @@ def harden_current_process(policy: Isolation | dict | None = None) -> list[Layer
 
     Call once, in a single-threaded worker that has done its imports, opened the files it
     needs and set its memory limit, and that leads its own session (``os.setsid()``).
-    Raises IsolationError after trying every layer if a required one could not be applied.
+    Never raises for a missing layer: the caller checks the report (``check_required``).
     """
     if not isinstance(policy, Isolation):
         policy = Isolation.from_dict(policy)
@@ -182,7 +183,8 @@ def harden_current_process(policy: Isolation | dict | None = None) -> list[Layer
             statuses.append(LayerStatus(layer, True, apply(policy)))
         except (OSError, ValueError, KeyError) as exc:
             statuses.append(LayerStatus(layer, False, _reason(exc)))
-    check_required(policy, statuses)
+    if Layer.SECCOMP in policy.layers and not statuses[-1].active and Layer.RLIMITS in policy.layers:
+        statuses[-1] = LayerStatus(Layer.SECCOMP, False, statuses[-1].detail + "; " + _limit_processes())
     return statuses
 
 
@@ -228,9 +230,9 @@ def remove_workdir(worker_pid: int) -> None:
     shutil.rmtree(os.path.join(workdir_root(os.getpid()), str(worker_pid)), ignore_errors=True)
 
 
-def remove_workdirs() -> None:
-    """Called by the template when it stops."""
-    shutil.rmtree(workdir_root(os.getpid()), ignore_errors=True)
+def remove_workdirs(template_pid: int | None = None) -> None:
+    """Called by the template when it stops, and by the Sandbox after the template is gone."""
+    shutil.rmtree(workdir_root(template_pid or os.getpid()), ignore_errors=True)
 
 
 def _scrub_environment(policy: Isolation) -> str:
@@ -305,9 +307,18 @@ def _drop_privileges(policy: Isolation) -> str:
     if uid == 0:
         raise ValueError("Isolation.user is root")
     exposed = _expose_import_paths()
+    libc, death_signal = _libc(), ctypes.c_int(0)
+    libc.prctl(_PR_GET_PDEATHSIG, ctypes.byref(death_signal), 0, 0, 0)
+    parent = os.getppid()
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    # Changing credentials clears the parent-death signal: arm it again, and die now if the
+    # parent went away in between.
+    if death_signal.value:
+        _check(libc.prctl(_PR_SET_PDEATHSIG, death_signal.value, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+        if os.getppid() != parent:
+            os._exit(0)
     shown = f"; in a mount namespace, {', '.join(exposed)} hidden except the Python paths" if exposed else ""
     return f"running as uid {uid}, gid {gid}{shown}"
 
@@ -373,11 +384,6 @@ def _limit_resources(policy: Isolation) -> str:
         resource.RLIMIT_CORE: 0,
         resource.RLIMIT_NOFILE: max(policy.max_open_files, highest_fd + 16),
     }
-    # Per user, not per process tree, and ignored by root: counts every process of this uid,
-    # so 1 refuses any new process or thread to this worker.
-    nproc = os.geteuid() != 0
-    if nproc:
-        limits[resource.RLIMIT_NPROC] = 1
     for res, value in limits.items():
         resource.setrlimit(res, (value, value))
     # Lock every limit: a soft limit below its hard limit could be raised back by the program.
@@ -388,11 +394,25 @@ def _limit_resources(policy: Isolation) -> str:
         if soft != hard:
             resource.setrlimit(res, (soft, soft))
     shown = ", ".join(f"{_RLIMIT_NAMES[r]}={v}" for r, v in limits.items())
-    return shown + ("" if nproc else "; NPROC not applied (root ignores it)") + "; hard limits locked"
+    if Layer.SECCOMP not in policy.layers:
+        shown += "; " + _limit_processes()
+    return shown + "; hard limits locked"
 
 
 _RLIMIT_NAMES = {resource.RLIMIT_FSIZE: "FSIZE", resource.RLIMIT_CORE: "CORE",
-                 resource.RLIMIT_NOFILE: "NOFILE", resource.RLIMIT_NPROC: "NPROC"}
+                 resource.RLIMIT_NOFILE: "NOFILE"}
+
+
+def _limit_processes() -> str:
+    """RLIMIT_NPROC=1: the stand-in for seccomp's fork ban, at the price of threads.
+
+    The limit counts every process and thread of the user, not of the tree, so 1 refuses any
+    new one to this worker; root ignores it (hence the drop to an unprivileged user first).
+    """
+    if os.geteuid() == 0:
+        return "RLIMIT_NPROC not applied (root ignores it)"
+    resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+    return "RLIMIT_NPROC=1 (no new processes, nor threads)"
 
 
 def _no_new_privs(policy: Isolation) -> str:
