@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import math
+from fractions import Fraction
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field, fields
@@ -93,13 +94,11 @@ def fingerprint(outputs: Sequence[Any]) -> str | None:
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k: the chance that k of n samples, c of them correct, include a correct one.
 
-    ``1 - C(n - c, k) / C(n, k)``, computed as a product to stay exact for large n.
+    ``1 - C(n - c, k) / C(n, k)``, in exact integer arithmetic (rounded once, at the end).
     """
     if not (0 <= c <= n) or not (1 <= k <= n):
         raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+    return float(1 - Fraction(math.comb(n - c, k), math.comb(n, k)))
 
 
 @dataclass(frozen=True)
