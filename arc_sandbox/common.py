@@ -1089,46 +1089,65 @@ class _ClassSnapshot:
     def __init__(self, cls):
         self.cls = cls
         self.attributes = dict(vars(cls))
+        self.values = tuple(self.attributes.values())
         self.lists = {name: list(value) for name, value in self.attributes.items() if isinstance(value, list)}
 
     def is_pristine(self):
         current = vars(self.cls)
-        if len(current) != len(self.attributes):
-            return False
-        for name, value in self.attributes.items():
-            if current.get(name, _MISSING) is not value:
-                return False
-        return all(self.attributes[name] == pristine for name, pristine in self.lists.items())
+        # Same length and the same objects in the same order means no attribute was added, deleted or rebound.
+        return (len(current) == len(self.values) and all(map(_operator.is_, current.values(), self.values))
+                and all(self.attributes[name] == pristine for name, pristine in self.lists.items()))
 
     def restore(self):
-        for name in [name for name in vars(self.cls) if name not in self.attributes]:
+        current = vars(self.cls)
+        for name in [name for name in current if name not in self.attributes]:
             delattr(self.cls, name)
         for name, pristine in self.lists.items():
             self.attributes[name] = list(pristine)
         for name, value in self.attributes.items():
-            if name not in ("__dict__", "__weakref__") and vars(self.cls).get(name, _MISSING) is not value:
+            if current.get(name, _MISSING) is not value:
                 setattr(self.cls, name, value)
+        # A deleted and re-added attribute comes back at the end: remember the order as it now is.
+        self.attributes = dict(current)
+        self.values = tuple(self.attributes.values())
+
+
+class _ModuleSnapshot:
+    """The pristine globals of this module."""
+
+    def __init__(self, namespace):
+        self.namespace = namespace
+        self.items, self.values = {}, ()
+
+    def take(self):
+        self.items = dict(self.namespace)
+        self.values = tuple(self.items.values())
+
+    def is_pristine(self):
+        return len(self.namespace) == len(self.values) and all(map(_operator.is_, self.namespace.values(), self.values))
+
+    def restore(self):
+        self.namespace.clear()  # clear + update also restores the key order that is_pristine relies on
+        self.namespace.update(self.items)
 
 
 _MISSING = object()
-_CLASS_SNAPSHOTS = [_ClassSnapshot(cls) for cls in (Color, Symmetry, TranslationalSymmetry, MirrorSymmetry)]
-_MODULE_SNAPSHOT = {}  # filled at the very end of the module
+_CLASS_SNAPSHOTS = (_ClassSnapshot(Color), _ClassSnapshot(Symmetry), _ClassSnapshot(TranslationalSymmetry),
+                    _ClassSnapshot(MirrorSymmetry))
+_MODULE_SNAPSHOT = _ModuleSnapshot(globals())
 
 
-def reset_state():
-    """Undo whatever the previous program did to this module: rebound names, Color attributes and lists.
+def reset_state(_module=_MODULE_SNAPSHOT, _classes=_CLASS_SNAPSHOTS):
+    """Undo whatever the previous program did to this module: rebound or added names, Color attributes and lists.
 
-    Costs a few microseconds when nothing was touched. Not star-exported.
+    Costs a few microseconds when nothing was touched. Not star-exported. (The snapshots are bound as defaults
+    so that this works even after a program deleted module globals.)
     """
-    namespace = globals()
-    if len(namespace) != len(_MODULE_SNAPSHOT) or any(
-            namespace.get(name, _MISSING) is not value for name, value in _MODULE_SNAPSHOT.items()):
-        for name in [name for name in namespace if name not in _MODULE_SNAPSHOT]:
-            del namespace[name]
-        namespace.update(_MODULE_SNAPSHOT)
-    for snapshot in _CLASS_SNAPSHOTS:
+    if not _module.is_pristine():
+        _module.restore()
+    for snapshot in _classes:
         if not snapshot.is_pristine():
             snapshot.restore()
 
 
-_MODULE_SNAPSHOT.update(globals())
+_MODULE_SNAPSHOT.take()

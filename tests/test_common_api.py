@@ -81,6 +81,18 @@ def test_reset_state_undoes_rebound_module_names_and_class_patches():
     assert star_import()["Color"] is original_color
 
 
+def test_reset_state_survives_deleted_globals_and_reordered_attributes():
+    original_crop = common.crop
+    del common.crop, common._MODULE_SNAPSHOT, common._CLASS_SNAPSHOTS
+    del Color.BLACK
+    Color.BLACK = 0  # same value, new position in the class dict
+    common.reset_state()
+    assert common.crop is original_crop
+    assert Color.BLACK == 0
+    assert common._MODULE_SNAPSHOT.is_pristine()
+    assert all(snapshot.is_pristine() for snapshot in common._CLASS_SNAPSHOTS)
+
+
 def test_reset_state_keeps_the_same_objects_when_nothing_changed():
     lists = Color.ALL_COLORS, Color.NOT_BLACK
     common.reset_state()
