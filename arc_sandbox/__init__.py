@@ -1,13 +1,21 @@
 """arc_sandbox: run LLM-written ARC programs safely and fast, and score what they produce."""
+from .augment import Augmentation, random_augmentation
+from .compare import Comparison, compare
 from .extract import extract_code
 from .grids import GridError, as_grid, is_grid
 from .limits import Limits
+from .loading import load_tasks
+from .metrics import MetricsTable, PartitionScore, TaskScore, aggregate, fingerprint, pass_at_k, score_outputs
 from .results import Job, ProgramResult, Status
 from .sandbox import Sandbox, SandboxError, SandboxStats, run_program
+from .submission import build_submission, score_submission, validate_submission, write_submission
 from .tasks import Pair, Task
 
 __all__ = [
     "GridError", "Job", "Limits", "Pair", "ProgramResult", "Sandbox", "SandboxError", "SandboxStats", "Status",
     "Task", "as_grid", "extract_code", "is_grid", "run_program",
+    "Augmentation", "Comparison", "MetricsTable", "PartitionScore", "TaskScore", "aggregate", "build_submission",
+    "compare", "fingerprint", "load_tasks", "pass_at_k", "random_augmentation", "score_outputs",
+    "score_submission", "validate_submission", "write_submission",
 ]
 __version__ = "0.1.0"

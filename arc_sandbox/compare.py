@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import fft as sfft
 
 from .grids import GridError, as_grid
 
@@ -90,6 +89,8 @@ def _overlap_counts(stack: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     ``stack`` may hold -1 padding, which matches nothing.
     """
+    from scipy import fft as sfft   # here, not at the top: it costs about a second at `import arc_sandbox`
+
     m, h1, w1 = stack.shape
     h2, w2 = b.shape
     # A colour missing from either side matches nothing: skip its plane (real grids use few colours).
