@@ -145,3 +145,23 @@ def test_aggregate_agrees_with_score_outputs(data):
     assert row.solved_train == float(any(s.train.all_correct for s in scores))
     ok_prints = {fingerprint(r.outputs) for r in results if r.status is Status.OK}
     assert row.unique_outputs == len(ok_prints)
+
+
+def test_metrics_command(tmp_path, capsys):
+    import argparse
+
+    from arc_sandbox.metrics import add_cli
+    from arc_sandbox.records import result_to_record, write_records
+
+    (tmp_path / "t1.json").write_text(json.dumps(TASK.to_dict()))
+    results = tmp_path / "r.jsonl"
+    with open(results, "w") as f:
+        write_records([result_to_record(ok(RIGHT), "t1", 0), result_to_record(failed(Status.TIMEOUT), "t1", 1)], f)
+    parser = argparse.ArgumentParser()
+    add_cli(parser.add_subparsers())
+    args = parser.parse_args(["metrics", str(results), "--tasks", str(tmp_path), "--csv", str(tmp_path / "m.csv")])
+    assert args.func(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].split()[0] == "MEAN" and "timeout" in lines[0]
+    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    assert rows[0]["pass_rate"] == "0.5"
