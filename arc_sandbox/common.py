@@ -1091,12 +1091,14 @@ class _ClassSnapshot:
         self.attributes = dict(vars(cls))
         self.values = tuple(self.attributes.values())
         self.lists = {name: list(value) for name, value in self.attributes.items() if isinstance(value, list)}
+        self.list_names, self.list_contents = tuple(self.lists), list(self.lists.values())
 
     def is_pristine(self):
         current = vars(self.cls)
         # Same length and the same objects in the same order means no attribute was added, deleted or rebound.
-        return (len(current) == len(self.values) and all(map(_operator.is_, current.values(), self.values))
-                and all(self.attributes[name] == pristine for name, pristine in self.lists.items()))
+        if len(current) != len(self.values) or not all(map(_operator.is_, current.values(), self.values)):
+            return False
+        return not self.list_names or list(map(current.__getitem__, self.list_names)) == self.list_contents
 
     def restore(self):
         current = vars(self.cls)
