@@ -158,7 +158,11 @@ def reverted(result: ProgramResult, prompt: Prompt) -> ProgramResult:
     """The result with its outputs mapped back from the shown (augmented) task to the original one."""
     if prompt.augmentation is None:
         return result
-    outputs = [None if grid is None else prompt.augmentation.revert(grid) for grid in result.outputs]
+    try:
+        outputs = prompt.augmentation.revert_outputs(result.outputs)
+    except (ValueError, IndexError) as exc:   # an odd grid from a failed run must not sink the batch
+        return dataclasses.replace(result, outputs=[None] * len(result.outputs),
+                                   notes=[*result.notes, f"outputs could not be reverted: {exc}"])
     return dataclasses.replace(result, outputs=outputs)
 
 
