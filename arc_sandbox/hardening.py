@@ -134,8 +134,12 @@ class LayerStatus:
         return f"{self.layer.value}: {'on' if self.active else 'MISSING'} ({self.detail})"
 
 
+SWITCHED_OFF = "switched off"
+
+
 def missing(statuses: Iterable[LayerStatus]) -> list[LayerStatus]:
-    return [s for s in statuses if not s.active]
+    """Layers that were asked for but could not be applied (not those switched off)."""
+    return [s for s in statuses if not s.active and s.detail != SWITCHED_OFF]
 
 
 def check_required(policy: Isolation, statuses: Iterable[LayerStatus]) -> None:
@@ -150,8 +154,10 @@ def summary(statuses: Iterable[LayerStatus]) -> str:
     """One log line: what is on, what is missing and why."""
     statuses = list(statuses)
     on = ", ".join(s.layer.value for s in statuses if s.active) or "none"
-    off = "; ".join(f"{s.layer.value} ({s.detail})" for s in missing(statuses))
-    return f"isolation layers on: {on}" + (f"; missing: {off}" if off else "")
+    absent = "; ".join(f"{s.layer.value} ({s.detail})" for s in missing(statuses))
+    off = ", ".join(s.layer.value for s in statuses if s.detail == SWITCHED_OFF)
+    return (f"isolation layers on: {on}" + (f"; missing: {absent}" if absent else "")
+            + (f"; switched off: {off}" if off else ""))
 
 
 # -- in the worker ---------------------------------------------------------------------------
@@ -177,7 +183,7 @@ def harden_current_process(policy: Isolation | dict | None = None) -> list[Layer
     statuses = []
     for layer, apply in steps:
         if layer not in policy.layers:
-            statuses.append(LayerStatus(layer, False, "switched off"))
+            statuses.append(LayerStatus(layer, False, SWITCHED_OFF))
             continue
         try:
             statuses.append(LayerStatus(layer, True, apply(policy)))

@@ -433,3 +433,15 @@ def test_isolation_off_runs_programs(host_layers):
         assert not any(s.active for s in sb.layers)
         result = run(sb, "import os\ndef transform(g):\n    print(os.getuid())\n    return g")
     assert result.status is Status.OK and result.stdout.strip() == str(os.getuid())
+
+
+def test_missing_layer_is_logged_and_reported(caplog):
+    if os.geteuid() != 0:
+        pytest.skip("dropping privileges is a no-op when not root")
+    with caplog.at_level("WARNING", logger="arc_sandbox"):
+        with Sandbox(workers=1, isolation=Isolation(user="no-such-user-for-arc-sandbox")) as sb:
+            absent = hardening.missing(sb.layers)
+            result = run(sb, "import os\ndef transform(g):\n    print(os.getuid())\n    return g")
+    assert [s.layer for s in absent] == [Layer.DROP_PRIVILEGES] and "no-such-user" in absent[0].detail
+    assert "missing: drop_privileges" in caplog.text
+    assert result.status is Status.OK   # the sandbox still runs, and says so
