@@ -53,6 +53,7 @@ class Guard:
         self._armed = False
         self._count = 0
         self._modules: dict[str, types.ModuleType] = {}
+        self._seen = -1   # len(sys.modules) at the last adoption
         self._snapshots: dict[str, tuple[dict, list]] = {}
         self._adopt_new_modules()
         self._runtime = self._runtime_state()
@@ -116,8 +117,9 @@ class Guard:
 
     def _adopt_new_modules(self) -> None:
         """Watch modules imported since the last check, in their state as of now."""
-        if len(sys.modules) == len(self._modules):
+        if len(sys.modules) == self._seen:
             return
+        self._seen = len(sys.modules)
         for name, module in list(sys.modules.items()):
             if name in self._modules or not isinstance(module, types.ModuleType):
                 continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 import builtins
 import ctypes
 import dis
+import functools
 import linecache
 import os
 import random
@@ -16,12 +17,15 @@ import signal
 import sys
 import time
 import traceback
+import types
 
 import numpy as np
 from multiprocess.connection import Connection
 
 from . import common
+from .alloc_trace import AllocTracer
 from .grids import GridError, as_grid
+from .hardening import harden_current_process, reap_descendants
 from .limits import Limits
 from .pristine import PROGRAM_MODULE, Guard
 from .results import Status
@@ -33,6 +37,9 @@ _PR_SET_PDEATHSIG = 1
 # Retire a worker whose own footprint crept up by this much: the program's allowance is
 # counted from the baseline measured at start.
 _MAX_GROWTH_KB = 64 * 1024
+# A program that leaves more than this resident gets the heap it freed trimmed (see settle).
+_TRIM_ABOVE_KB = 2048
+_LIBC = ctypes.CDLL(None)
 
 
 class Deadline(BaseException):
@@ -63,35 +70,50 @@ class _BoundedWriter:
 
 
 class MemoryProbe:
-    """Per-program peak RSS from /proc: reset the high-water mark, read it back."""
+    """Per-program peak RSS: reset the kernel's high-water mark, read it back.
+
+    Writing "5" to /proc/self/clear_refs resets the high-water mark that ``getrusage``
+    reports as ``ru_maxrss``; sizes come from /proc/self/statm (cheaper than status).
+    """
+
+    _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
     def __init__(self, enabled: bool) -> None:
-        self.status_fd = os.open("/proc/self/status", os.O_RDONLY)
+        self.statm_fd = os.open("/proc/self/statm", os.O_RDONLY)
         try:
             self.clear_fd = os.open("/proc/self/clear_refs", os.O_WRONLY) if enabled else -1
         except OSError:
             self.clear_fd = -1
 
-    def _field_kb(self, name: bytes) -> int:
-        text = os.pread(self.status_fd, 4096, 0)
-        i = text.find(name)
-        return int(text[i + len(name):text.index(b"kB", i)]) if i >= 0 else 0
+    def _statm_kb(self) -> tuple[int, int]:
+        size, resident = os.pread(self.statm_fd, 128, 0).split()[:2]
+        return int(size) * self._PAGE_KB, int(resident) * self._PAGE_KB
 
     def rss_kb(self) -> int:
-        return self._field_kb(b"VmRSS:")
+        return self._statm_kb()[1]
 
     def vm_kb(self) -> int:
-        return self._field_kb(b"VmSize:")
+        return self._statm_kb()[0]
 
     def reset_peak(self) -> int:
-        """Reset VmHWM to the current RSS; return that RSS (the program's baseline)."""
+        """Reset the high-water mark to the current RSS; return that RSS (the program's baseline)."""
         if self.clear_fd < 0:
             return 0
         os.write(self.clear_fd, b"5")
         return self.rss_kb()
 
     def peak_kb(self) -> int:
-        return self._field_kb(b"VmHWM:") if self.clear_fd >= 0 else 0
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if self.clear_fd >= 0 else 0
+
+    def settle(self, rss0: int) -> int:
+        """RSS after a program, once the heap it freed is back with the kernel: malloc keeps freed
+        memory resident (tens of MB after a big temporary), and a later program reusing it would
+        not raise its own peak, under-reporting it."""
+        rss = self.rss_kb()
+        if self.clear_fd >= 0 and rss - rss0 > _TRIM_ABOVE_KB and hasattr(_LIBC, "malloc_trim"):
+            _LIBC.malloc_trim(0)
+            rss = self.rss_kb()
+        return rss
 
 
 def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
@@ -103,8 +125,9 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
     mem_limit = (base_vm + int(limits.memory_mb * 1024)) * 1024
     resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
     signal.signal(signal.SIGALRM, _on_alarm)
+    layers = harden_current_process(isolation)   # after imports and limits, before any program
     guard = Guard(exempt=(common.Color,))
-    conn.send_bytes(_hello(base_rss, base_vm, mem_limit))
+    conn.send_bytes(_hello(base_rss, base_vm, mem_limit, layers))
     for served in range(1, limits.max_programs_per_worker + 1):
         try:
             data = conn.recv_bytes()
@@ -112,7 +135,13 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
             os._exit(0)
         request = Request.from_bytes(data, max(30, limits.max_grid_side))
         reply = run_request(request, limits, probe, guard)
-        reply.retire = guard.check(request.code) or _growth(probe, base_rss, base_vm)
+        reply.retire = guard.check(request.code)
+        # Every way to start a process from Python is audited, so only a tainted run can
+        # have left one behind: skip the /proc walk otherwise.
+        strays = reap_descendants() if reply.retire else []
+        if strays:
+            reply.retire = f"killed processes the program left behind: pids {strays}"
+        reply.retire = reply.retire or _growth(probe, base_rss, base_vm)
         if served == limits.max_programs_per_worker:
             reply.retire = reply.retire or f"recycled after {served} programs"
         conn.send_bytes(reply.to_bytes())
@@ -121,10 +150,10 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
     os._exit(0)
 
 
-def _hello(rss_kb: int, vm_kb: int, mem_limit: int) -> bytes:
+def _hello(rss_kb: int, vm_kb: int, mem_limit: int, layers: list) -> bytes:
     import json
     return json.dumps({"pid": os.getpid(), "rss_kb": rss_kb, "vm_kb": vm_kb, "cpu_s": time.process_time(),
-                       "memory_limit_bytes": mem_limit}).encode()
+                       "memory_limit_bytes": mem_limit, "layers": [s.to_dict() for s in layers]}).encode()
 
 
 def _detach() -> None:
@@ -139,7 +168,7 @@ def _detach() -> None:
 
 
 def _growth(probe: MemoryProbe, base_rss: int, base_vm: int) -> str | None:
-    rss, vm = probe.rss_kb(), probe.vm_kb()
+    vm, rss = probe._statm_kb()
     if rss - base_rss > _MAX_GROWTH_KB or vm - base_vm > _MAX_GROWTH_KB:
         return f"worker grew by {(rss - base_rss) // 1024} MB resident, {(vm - base_vm) // 1024} MB virtual"
     return None
@@ -165,6 +194,7 @@ class _Run:
         self.outputs: list[np.ndarray | None] = [None] * n
         self.error_type: str | None = None
         self.error_message: str | None = None
+        self.namespace: dict = {}   # the program's globals
 
     def fail(self, status: Status, grids: range, exc: BaseException | None, code: str, limit: int) -> None:
         for i in grids:
@@ -184,12 +214,17 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
     cpu0 = time.process_time()
     saved = sys.stdout, sys.stderr
     done = 0   # grids finished; the rest are still TIMEOUT if the deadline strikes
+    tracer = AllocTracer(request.code) if request.trace_memory else None
+    if tracer:
+        tracer.start()
     try:
-        sys.stdout = sys.stderr = out
+        _set_stdio(out, out)
         guard.arm()
         _in_program = True
         signal.setitimer(signal.ITIMER_REAL, limits.timeout_s)
         fn = _load(request, limits, run)
+        if fn is not None and tracer:
+            fn = tracer.wrap(fn)
         if fn is not None:
             for i, grid in enumerate(request.inputs):
                 _call(fn, grid, i, limits, run, request.code)
@@ -202,24 +237,30 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
     finally:
         _in_program = False
         signal.setitimer(signal.ITIMER_REAL, 0)
+        alloc_sites = tracer.stop() if tracer else []
+        # The program's functions and globals form a cycle that only a full gc would free:
+        # break it now, so its memory is not carried into the next program's baseline.
+        run.namespace.clear()
         guard.disarm()
-        sys.stdout, sys.stderr = saved
+        guard.heal_builtins()
+        _set_stdio(*saved)
     peak = max(0, probe.peak_kb() - rss0)
     status = next((s for s in run.statuses if s is not Status.OK), Status.OK)
     return Reply(status=status.value, grid_statuses=[s.value for s in run.statuses], outputs=run.outputs,
                  error_type=run.error_type, error_message=run.error_message, stdout=out.getvalue(),
-                 cpu_s=time.process_time() - cpu0, peak_kb=peak, rss_kb=probe.rss_kb())
+                 cpu_s=time.process_time() - cpu0, peak_kb=peak, rss_kb=probe.settle(rss0),
+                 alloc_sites=alloc_sites)
 
 
 def _load(request: Request, limits: Limits, run: _Run):
     """Compile and execute the program's top level; return its entry function or None."""
     n, code = len(request.inputs), request.code
     try:
-        compiled = compile(code, PROGRAM_FILE, "exec")
+        compiled = _compile(code)
     except Exception as exc:   # SyntaxError; ValueError for NUL bytes; RecursionError for deep nesting
         run.fail(Status.SYNTAX_ERROR, range(n), exc, code, limits.max_error_chars)
         return None
-    namespace = {"__name__": PROGRAM_MODULE, "__builtins__": builtins}
+    namespace = run.namespace = {"__name__": PROGRAM_MODULE, "__builtins__": builtins}
     _seed(limits.seed)
     try:
         exec(compiled, namespace)
@@ -254,6 +295,18 @@ def _call(fn, grid: np.ndarray, i: int, limits: Limits, run: _Run, code: str) ->
         run.fail(_exception_status(exc), range(i, i + 1), exc, code, limits.max_error_chars)
 
 
+@functools.lru_cache(maxsize=256)
+def _compile(code: str):
+    """Code objects are immutable, so GRPO's duplicate completions compile once."""
+    return compile(code, PROGRAM_FILE, "exec")
+
+
+def _set_stdio(out, err) -> None:
+    # sys is a watched module (pristine.py): set through ModuleType to skip the watch hook.
+    types.ModuleType.__setattr__(sys, "stdout", out)
+    types.ModuleType.__setattr__(sys, "stderr", err)
+
+
 def _seed(seed: int | None) -> None:
     if seed is not None:
         random.seed(seed)
@@ -261,20 +314,32 @@ def _seed(seed: int | None) -> None:
 
 
 def _exception_status(exc: BaseException) -> Status:
-    """MEMORY_LIMIT only for allocations that failed, not for a ``raise MemoryError`` in code."""
-    if not isinstance(exc, MemoryError):
-        return Status.RUNTIME_ERROR
+    """MEMORY_LIMIT only for allocations that failed, not for a ``raise MemoryError`` in code; also
+    when the program caught the failed allocation and raised something else while handling it."""
+    for _ in range(8):   # the __context__ chain; bounded, a program can make it a cycle
+        if exc is None:
+            break
+        if isinstance(exc, MemoryError) and not _raised_explicitly(exc):
+            return Status.MEMORY_LIMIT
+        exc = exc.__context__
+    return Status.RUNTIME_ERROR
+
+
+def _raised_explicitly(exc: BaseException) -> bool:
+    """Whether the innermost frame stopped on a ``raise`` statement (a failed allocation stops on a call)."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    explicit = tb is not None and tb.tb_frame.f_code.co_code[tb.tb_lasti] == _RAISE
-    return Status.RUNTIME_ERROR if explicit else Status.MEMORY_LIMIT
+    return tb is not None and tb.tb_frame.f_code.co_code[tb.tb_lasti] == _RAISE
 
 
 def _error_text(exc: BaseException, code: str, limit: int) -> str:
     linecache.cache[PROGRAM_FILE] = (len(code), None, code.splitlines(True), PROGRAM_FILE)
+    tb = exc.__traceback__   # start at the program's first frame: the worker's own are noise
+    while tb is not None and tb.tb_frame.f_code.co_filename != PROGRAM_FILE:
+        tb = tb.tb_next
     try:
-        text = "".join(traceback.format_exception(exc))
+        text = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
     except BaseException:  # a hostile __str__ or __repr__
         text = f"{type(exc).__name__} (its message could not be rendered)"
     finally:
