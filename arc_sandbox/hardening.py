@@ -492,7 +492,8 @@ def _kill(pid: int) -> None:
 def probe(policy: Isolation | None = None) -> list[LayerStatus]:
     """Which layers this host provides, tried in a throw-away interpreter."""
     policy = policy or Isolation()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, *filter(None, sys.path)])}
     code = ("import json, os, sys; from arc_sandbox import hardening as h; os.setsid(); "
             "s = h.harden_current_process(h.Isolation.from_dict(json.loads(sys.argv[1]))); "
             "print(json.dumps([x.to_dict() for x in s]))")
