@@ -220,7 +220,7 @@ def _task_metrics(task: Task, results: Sequence[ProgramResult], ks: tuple[int, .
         if expected[j] is not None and uniques:
             scores = np.append(similarity_many(uniques, expected[j]), 0.0)   # id -1 -> 0
             sim[:, j] = scores[column]
-    exact = sim == 1.0
+    exact = sim == 1.0    # similarity is 1.0 exactly for equal grids and below 1 otherwise
     train_cols = list(range(n_train))
     test_cols = [j for j in range(n_train, n_inputs) if expected[j] is not None]
 
