@@ -20,13 +20,13 @@ import logging
 import re
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from arc_sandbox.compare import Comparison, grid_or_none, similarity_many
 from arc_sandbox.extract import extract_code
+from arc_sandbox.grids import MAX_SIDE
 from arc_sandbox.limits import Limits
 from arc_sandbox.metrics import PartitionScore, TaskScore, score_outputs
 from arc_sandbox.results import Job, ProgramResult, Status
@@ -46,7 +46,9 @@ _FENCE_OPENED = re.compile(r"```[ \t]*(python|py|python3)?[ \t]*\n", re.IGNORECA
 def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
     """Decorator adding ``fn(result, task, score=None) -> float`` to :data:`REWARDS` under ``name``.
 
-    A function without a ``score`` parameter is registered as is and called as ``fn(result, task)``.
+    :class:`SandboxReward` passes ``score`` (the result's :class:`~arc_sandbox.metrics.TaskScore`) for programs
+    with a valid grid for every input and None otherwise. A function without a ``score`` parameter is called
+    as ``fn(result, task)``.
     """
     def add(fn: RewardFn) -> RewardFn:
         if name in REWARDS:
@@ -107,20 +109,31 @@ def _compare_column(grids: Sequence[Any], want: np.ndarray | None) -> list[Compa
     uniques: list[np.ndarray] = []
     ids = []
     for grid in grids:
-        grid = grid_or_none(grid)
+        if grid is not None and type(grid) is not np.ndarray:
+            grid = grid_or_none(grid)
         if grid is None:
             ids.append(-1)
             continue
-        key = (grid.shape, grid.tobytes())
-        if key not in index:
-            index[key] = len(uniques)
-            uniques.append(grid)
+        key = (grid.shape, grid.dtype.str, grid.tobytes())
+        if key not in index:   # validate each distinct grid once
+            valid = _valid_grid(grid)
+            index[key] = -1 if valid is None else len(uniques)
+            if valid is not None:
+                uniques.append(valid)
         ids.append(index[key])
     sims = similarity_many(uniques, want) if uniques else []
     found = [Comparison(exact=g.shape == want.shape and s == 1.0, same_shape=g.shape == want.shape,
                         similarity=float(s)) for g, s in zip(uniques, sims)]
     missing = Comparison(exact=False, same_shape=False, similarity=0.0)
     return [found[i] if i >= 0 else missing for i in ids]
+
+
+def _valid_grid(grid: Any) -> np.ndarray | None:
+    # Sandbox outputs are int64 grids already checked by the sandbox: skip the full conversion for them.
+    if type(grid) is np.ndarray and grid.dtype == np.int64 and grid.ndim == 2 and grid.size:
+        if max(grid.shape) <= MAX_SIDE and 0 <= grid.min() and grid.max() <= 9:
+            return grid
+    return grid_or_none(grid)
 
 
 def _partition(comparisons: Sequence[Comparison | None]) -> PartitionScore:
@@ -168,7 +181,6 @@ class SandboxReward:
         self.max_completion_length = max_completion_length
         self.last_metrics: dict[str, float] = {}
         self._sandbox = None
-        self._runner: ThreadPoolExecutor | None = None
         atexit.register(self.close)
 
     # -- lifecycle
@@ -186,9 +198,6 @@ class SandboxReward:
                 sandbox.close()
             except Exception:  # a broken sandbox must not stop the trainer from shutting down
                 log.exception("closing the sandbox failed")
-        if self._runner is not None:
-            self._runner.shutdown(wait=False)
-            self._runner = None
 
     def __enter__(self) -> "SandboxReward":
         return self
@@ -205,41 +214,38 @@ class SandboxReward:
         n = len(texts)
         tasks = _parse_tasks(task, n)
         codes = [extract_code(t) for t in texts]
-        jobs = [Job(code, tasks[i].inputs, key=i) for i, code in enumerate(codes)
-                if code is not None and isinstance(tasks[i], Task)]
-        if self._runner is None:
-            self._runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arc-reward")
-        running = self._runner.submit(self._run, jobs)
-        # Whatever does not need the programs' results is computed while they run.
-        truncated = self._truncated(texts, codes, completion_ids)
-        repetition = repetition_stats(completion_ids if completion_ids is not None else [tokens_of(t) for t in texts])
+        groups: dict[int, list[int]] = {}   # samples by task; a task's samples are scored together
+        for i, t in enumerate(tasks):
+            if isinstance(t, Task):
+                groups.setdefault(id(t), []).append(i)
+        jobs = [Job(codes[i], tasks[i].inputs, key=i) for members in groups.values() for i in members
+                if codes[i] is not None]
+        results: list[ProgramResult | None] = [_no_code(t) if isinstance(t, Task) and code is None else None
+                                               for t, code in zip(tasks, codes)]
         try:
-            ran, run_s = running.result()
+            run_started = time.perf_counter()
+            for result in self.sandbox.run(jobs) if jobs else []:
+                results[result.key] = result
+            run_s = time.perf_counter() - run_started
         except Exception:
             log.exception("the sandbox failed; this step's rewards are None and it will be restarted")
             self.close()
             self.last_metrics = {"sandbox/failures": 1.0}
             _send(self.last_metrics, log_metric)
             return [None] * n
-        results: list[ProgramResult | None] = [None] * n
-        for job, result in zip(jobs, ran):
-            results[job.key] = result
-        for i, code in enumerate(codes):
-            if code is None and isinstance(tasks[i], Task):
-                results[i] = _no_code(tasks[i])
-        rewards, solved, bad = self._score(results, tasks)
-        metrics = _step_metrics(rewards, solved, results, bad, truncated, repetition, self._solved_lengths(
-            solved, completion_ids, texts))
+        outcome = _Outcome(n, tasks)
+        for members in groups.values():
+            self._score_group(members, tasks, results, outcome)
+        truncated = self._truncated(texts, codes, completion_ids)
+        repetition = repetition_stats(completion_ids if completion_ids is not None else [tokens_of(t) for t in texts])
+        lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [len(t) for t in texts]
+        metrics = _step_metrics(outcome, results, truncated, repetition,
+                                [length for length, s in zip(lengths, outcome.solved) if s])
         metrics["sandbox/run_s"] = run_s
         metrics["sandbox/overhead_s"] = time.perf_counter() - started - run_s
         self.last_metrics = metrics
         _send(metrics, log_metric)
-        return rewards
-
-    def _run(self, jobs: list[Job]) -> tuple[list[ProgramResult], float]:
-        started = time.perf_counter()
-        results = self.sandbox.run(jobs) if jobs else []
-        return results, time.perf_counter() - started
+        return outcome.rewards
 
     def _truncated(self, texts: list[str], codes: list[str | None],
                    completion_ids: Sequence[Sequence[int]] | None) -> list[bool]:
@@ -249,33 +255,31 @@ class SandboxReward:
             cut = [c or len(ids) >= self.max_completion_length for c, ids in zip(cut, completion_ids)]
         return cut
 
-    def _score(self, results: list[ProgramResult | None],
-               tasks: list[Task | str]) -> tuple[list[float], list[bool], list[BadSample | None]]:
-        n = len(results)
-        rewards, solved, bad = [0.0] * n, [False] * n, [None] * n
-        groups: dict[int, list[int]] = {}
-        for i, t in enumerate(tasks):
-            if isinstance(t, Task):
-                groups.setdefault(id(t), []).append(i)
-            else:
-                bad[i] = BadSample.BAD_TASK
-        for members in groups.values():
-            t = tasks[members[0]]
-            scores = score_many([results[i].outputs for i in members], t)
-            for i, score in zip(members, scores):
-                try:
-                    args = {"score": score} if self._takes_score else {}
-                    rewards[i] = float(self.reward_fn(results[i], t, **args))
-                except Exception:
-                    log.exception("reward %s failed on task %s", self.reward_name, t.id)
-                    bad[i] = BadSample.REWARD_ERROR
-                solved[i] = bool(results[i].ok and score.all_correct)
-        return rewards, solved, bad
+    def _score_group(self, members: list[int], tasks: list[Task | str], results: list[ProgramResult | None],
+                     outcome: "_Outcome") -> None:
+        t = tasks[members[0]]
+        # Only programs with a valid grid for every input get scored here (the others can be scored by a
+        # reward that wants them, from score=None); failures are common and scoring is the costly part.
+        ok = [i for i in members if results[i].ok]
+        scores = dict(zip(ok, score_many([results[i].outputs for i in ok], t))) if ok else {}
+        for i in members:
+            score = scores.get(i)
+            try:
+                args = {"score": score} if self._takes_score else {}
+                outcome.rewards[i] = float(self.reward_fn(results[i], t, **args))
+            except Exception:
+                log.exception("reward %s failed on task %s", self.reward_name, t.id)
+                outcome.bad[i] = BadSample.REWARD_ERROR
+            outcome.solved[i] = score is not None and score.all_correct
 
-    @staticmethod
-    def _solved_lengths(solved: list[bool], completion_ids, texts: list[str]) -> list[int]:
-        lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [len(t) for t in texts]
-        return [length for length, s in zip(lengths, solved) if s]
+
+class _Outcome:
+    """Per-sample rewards of one step, whether each was solved, and why a sample could not be scored."""
+
+    def __init__(self, n: int, tasks: list[Task | str]):
+        self.rewards: list[float] = [0.0] * n
+        self.solved: list[bool] = [False] * n
+        self.bad: list[BadSample | None] = [None if isinstance(t, Task) else BadSample.BAD_TASK for t in tasks]
 
 
 def _completion_text(completion: Any) -> str:
@@ -316,9 +320,9 @@ def _no_code(task: Task) -> ProgramResult:
                          error_message="no code block in the completion")
 
 
-def _step_metrics(rewards: list[float], solved: list[bool], results: list[ProgramResult | None],
-                  bad: list[BadSample | None], truncated: list[bool], repetition, solved_lengths: list[int]
-                  ) -> dict[str, float]:
+def _step_metrics(outcome: _Outcome, results: list[ProgramResult | None], truncated: list[bool], repetition,
+                  solved_lengths: list[int]) -> dict[str, float]:
+    rewards, solved, bad = outcome.rewards, outcome.solved, outcome.bad
     n = len(rewards)
     if n == 0:
         return {}
