@@ -244,4 +244,7 @@ def _submit(args: argparse.Namespace) -> int:
     if scorable:
         score = score_submission(submission, scorable)
         print(f"score on {len(scorable)} task(s) with known test outputs: {score.score:.4f}")
+        attempted = [score.per_task[tid] for tid in scorable if tid in results.by_task]
+        if attempted and len(attempted) < len(scorable):
+            print(f"score on the {len(attempted)} of them with results: {np.mean(attempted):.4f}")
     return 1 if errors else 0
