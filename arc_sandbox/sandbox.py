@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -24,17 +26,21 @@ import psutil
 from multiprocess.connection import Connection, wait
 from tqdm.auto import tqdm
 
+from .alloc_trace import sites_from_wire
 from .extract import extract_code
 from .grids import GridError, as_grid
+from .hardening import Isolation, IsolationError, LayerStatus, check_required, missing, remove_workdirs, summary
 from .limits import Limits
 from .results import Job, ProgramResult, Status
 from .wire import Reply, Request, WireError
 
+_log = logging.getLogger("arc_sandbox")
 _START_TIMEOUT_S = 60.0
 _MAX_REPLY_BYTES = 1 << 22
 _GUARD_PERIOD_S = 0.1
 _EXIT_STATUS_WAIT_S = 5.0
 _MAX_START_FAILURES = 5
+_DEDUPE_MEMORY = 4096   # finished results kept per run/imap call to serve duplicates
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS")
 _KEPT_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME", "PYTHONPATH")
@@ -64,6 +70,14 @@ class _Running:
     deadline: float
     requeued: bool = False
 
+    def identity(self) -> bytes:
+        """Same code, entry and inputs give the same result (programs are seeded): run once."""
+        h = hashlib.blake2b(self.code.encode(), digest_size=16)
+        h.update(repr((self.job.entry, [g.shape for g in self.job.inputs])).encode())
+        for grid in self.job.inputs:
+            h.update(grid.tobytes())
+        return h.digest()
+
 
 @dataclass
 class _Worker:
@@ -86,9 +100,13 @@ class Sandbox:
     """
 
     def __init__(self, workers: int | None = None, limits: Limits | None = None, *,
-                 progress: bool = False, memory_floor_mb: float | None = None) -> None:
+                 progress: bool = False, memory_floor_mb: float | None = None,
+                 isolation: Isolation | None = None, dedupe: bool = True) -> None:
         self.limits = limits or Limits()
-        self.workers = workers or len(os.sched_getaffinity(0))
+        self.dedupe = dedupe
+        self.isolation = isolation or Isolation()
+        self.layers: list[LayerStatus] = []   # what the workers could apply (see hardening.py)
+        self.workers = len(os.sched_getaffinity(0)) if workers is None else workers
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
         total_mb = psutil.virtual_memory().total / 2**20
@@ -106,6 +124,7 @@ class Sandbox:
         for _ in range(self.workers):
             self._spawn()
         self._await_workers()
+        self._check_isolation()
 
     # -- public API -----------------------------------------------------------------
     def run(self, jobs: Iterable[Job | tuple], *, progress: bool | None = None) -> list[ProgramResult]:
@@ -155,6 +174,15 @@ class Sandbox:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    def _check_isolation(self) -> None:
+        """Log which isolation layers are missing; fail if the caller required them."""
+        _log.log(logging.WARNING if missing(self.layers) else logging.INFO, summary(self.layers))
+        try:
+            check_required(self.isolation, self.layers)
+        except IsolationError:
+            self.close()
+            raise
+
     def worker_pids(self) -> list[int]:
         return [w.pid for w in self._pool.values() if w.pid]
 
@@ -162,6 +190,9 @@ class Sandbox:
     def _drive(self, source: Iterator[tuple[int, Any]]) -> Iterator[ProgramResult]:
         prepared = (self._prepare(i, item) for i, item in source)
         ready: collections.deque[_Running] = collections.deque()   # re-runs first, then new jobs
+        copies: dict[bytes, list[_Running]] = {}    # identity -> duplicates waiting for the first run
+        originals: dict[int, bytes] = {}            # index of a running original -> its identity
+        finished: collections.OrderedDict[bytes, ProgramResult] = collections.OrderedDict()
         exhausted = False
         next_guard = time.monotonic()
         while True:
@@ -172,7 +203,13 @@ class Sandbox:
                         exhausted = True
                     elif isinstance(item, ProgramResult):
                         yield item          # decided without running anything
+                    elif self.dedupe and (identity := item.identity()) in finished:
+                        yield _reused(finished[identity], item)
+                    elif self.dedupe and identity in copies:
+                        copies[identity].append(item)
                     else:
+                        if self.dedupe:
+                            copies[identity], originals[item.index] = [], identity
                         ready.append(item)
                 if not ready:
                     break
@@ -184,7 +221,15 @@ class Sandbox:
             if now >= next_guard:
                 self._memory_guard()
                 next_guard = now + _GUARD_PERIOD_S
-            yield from self._collect(ready, min([next_guard] + [w.running.deadline for w in busy]))
+            for result in self._collect(ready, min([next_guard] + [w.running.deadline for w in busy])):
+                yield result
+                identity = originals.pop(result.index, None)
+                if identity is not None:
+                    for copy in copies.pop(identity):
+                        yield _reused(result, copy)
+                    finished[identity] = result
+                    if len(finished) > _DEDUPE_MEMORY:
+                        finished.popitem(last=False)
 
     def _collect(self, retry: collections.deque, until: float) -> Iterator[ProgramResult]:
         """Wait for replies, deaths or a deadline; yield what finished."""
@@ -218,6 +263,7 @@ class Sandbox:
                 hello = json.loads(data)
                 worker.pid, worker.rss_kb = int(hello["pid"]), int(hello["rss_kb"])
                 worker.cpu_s = float(hello["cpu_s"])
+                self.layers = [LayerStatus.from_dict(d) for d in hello.get("layers", [])]
                 self._start_failures = 0
             except (ValueError, KeyError, TypeError):
                 self._broken(worker)
@@ -279,7 +325,7 @@ class Sandbox:
         return _Running(index, job, code, 0.0, 0.0)
 
     def _dispatch(self, worker: _Worker, running: _Running) -> None:
-        request = Request(running.code, list(running.job.inputs), running.job.entry)
+        request = Request(running.code, list(running.job.inputs), running.job.entry, running.job.trace_memory)
         running.started = time.monotonic()
         running.deadline = running.started + self.limits.timeout_s + self.limits.kill_grace_s
         worker.running = running
@@ -295,6 +341,7 @@ class Sandbox:
             error_type=reply.error_type, error_message=reply.error_message, stdout=reply.stdout,
             wall_s=time.monotonic() - running.started, cpu_s=reply.cpu_s,
             peak_memory_mb=reply.peak_kb / 1024, code=running.code, index=running.index, key=running.job.key,
+            alloc_sites=sites_from_wire(reply.alloc_sites),
         )
 
     def _death_result(self, worker: _Worker, exit_info: dict | None) -> ProgramResult | None:
@@ -311,6 +358,8 @@ class Sandbox:
         if exit_info is not None:
             result.cpu_s = max(0.0, exit_info["cpu_s"] - worker.cpu_s)
             result.peak_memory_mb = max(0, exit_info["maxrss_kb"] - worker.rss_kb) / 1024
+            if exit_info.get("strays"):
+                result.notes.append(f"killed processes the program left behind: pids {exit_info['strays']}")
         return result
 
     # -- workers ----------------------------------------------------------------------------
@@ -323,7 +372,7 @@ class Sandbox:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         tag, self._next_tag = self._next_tag, self._next_tag + 1
         self._pool[tag] = _Worker(tag, Connection(parent_end.detach()))
-        self._template.spawn(tag, child_end, dataclasses.asdict(self.limits))
+        self._template.spawn(tag, child_end, dataclasses.asdict(self.limits), self.isolation.to_dict())
         child_end.close()
         self.stats.workers_started += 1
 
@@ -468,8 +517,8 @@ class _Template:
             raise SandboxError("the sandbox template process failed to start (see its error output above)")
         return template
 
-    def spawn(self, tag: int, child_end: socket.socket, limits: dict) -> None:
-        message = json.dumps({"op": "spawn", "tag": tag, "limits": limits}).encode()
+    def spawn(self, tag: int, child_end: socket.socket, limits: dict, isolation: dict) -> None:
+        message = json.dumps({"op": "spawn", "tag": tag, "limits": limits, "isolation": isolation}).encode()
         try:
             socket.send_fds(self.ctrl, [message], [child_end.fileno()])
         except OSError:
@@ -501,6 +550,7 @@ class _Template:
         except subprocess.TimeoutExpired:
             _kill_group(template.proc.pid)
             template.proc.wait()
+        remove_workdirs(template.proc.pid)   # in case the template was killed
 
 
 def run_program(text: str, inputs: Sequence[Any], limits: Limits | None = None, *,
@@ -511,6 +561,13 @@ def run_program(text: str, inputs: Sequence[Any], limits: Limits | None = None, 
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _reused(result: ProgramResult, copy: _Running) -> ProgramResult:
+    return dataclasses.replace(
+        result, index=copy.index, key=copy.job.key, outputs=[None if g is None else g.copy() for g in result.outputs],
+        grid_statuses=list(result.grid_statuses), notes=[*result.notes, f"same program and inputs as job {result.index}: "
+                                                                         "result reused"])
+
+
 def _as_job(item: Any) -> Job:
     if isinstance(item, Job):
         job = item

@@ -320,3 +320,17 @@ def test_sandbox_refuses_reentrant_use(sb):
     with pytest.raises(SandboxError, match="re-entrant"):
         sb.run([("def transform(g):\n    return g", [GRID])])
     gen.close()
+
+
+def test_duplicate_jobs_run_once_and_each_gets_its_own_result():
+    src = "import time\ndef transform(g):\n    time.sleep(0.05)\n    return g + 1"
+    with Sandbox(workers=2) as sb:
+        results = sb.run([Job(src, [GRID], key=i) for i in range(12)] + [Job(src, [[[5]]], key=12)])
+        reused = [r for r in results if any("result reused" in n for n in r.notes)]
+        assert [r.key for r in results] == list(range(13))
+        assert len(reused) >= 10 and all(np.array_equal(r.outputs[0], [[2, 3], [4, 5]]) for r in reused)
+        assert results[12].outputs[0][0, 0] == 6 and not results[12].notes   # other inputs: a real run
+        reused[0].outputs[0][0, 0] = 9                                      # copies are independent
+        assert results[0].outputs[0][0, 0] == 2
+    with Sandbox(workers=1, dedupe=False) as sb:
+        assert not any(r.notes for r in sb.run([Job(src, [GRID])] * 3))
