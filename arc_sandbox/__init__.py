@@ -3,6 +3,7 @@ from .augment import Augmentation, random_augmentation
 from .compare import Comparison, compare
 from .extract import extract_code
 from .grids import GridError, as_grid, is_grid
+from .hardening import Isolation, IsolationError, Layer, LayerStatus
 from .limits import Limits
 from .loading import load_tasks
 from .metrics import MetricsTable, PartitionScore, TaskScore, aggregate, fingerprint, pass_at_k, score_outputs
@@ -12,7 +13,7 @@ from .submission import build_submission, score_submission, validate_submission,
 from .tasks import Pair, Task
 
 __all__ = [
-    "GridError", "Job", "Limits", "Pair", "ProgramResult", "Sandbox", "SandboxError", "SandboxStats", "Status",
+    "GridError", "Isolation", "IsolationError", "Job", "Layer", "LayerStatus", "Limits", "Pair", "ProgramResult", "Sandbox", "SandboxError", "SandboxStats", "Status",
     "Task", "as_grid", "extract_code", "is_grid", "run_program",
     "Augmentation", "Comparison", "MetricsTable", "PartitionScore", "TaskScore", "aggregate", "build_submission",
     "compare", "fingerprint", "load_tasks", "pass_at_k", "random_augmentation", "score_outputs",

@@ -20,6 +20,8 @@ import signal
 import socket
 import sys
 
+from arc_sandbox.hardening import become_subreaper, kill_strays, remove_workdir, remove_workdirs
+
 PRELOAD = (
     "numpy", "scipy.ndimage", "collections", "itertools", "functools", "typing", "copy", "math",
     "heapq", "random", "re", "string", "operator", "dataclasses", "enum", "statistics", "fractions",
@@ -36,6 +38,7 @@ def main(ctrl_fd: int) -> None:
     sys.modules["common"] = sys.modules["arc_sandbox.common"]
     gc.collect()
     gc.freeze()   # preloaded objects stay out of the children's collections: fewer copied pages
+    become_subreaper()   # a dead worker's leftover processes come here, to be killed in _reap
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -46,6 +49,7 @@ def main(ctrl_fd: int) -> None:
     finally:
         for pid in children:
             _kill_group(pid)
+        remove_workdirs()
 
 
 def _serve(ctrl: socket.socket, wake_r: int, children: set[int]) -> None:
@@ -98,8 +102,9 @@ def _reap(ctrl: socket.socket, children: set[int]) -> None:
         if pid == 0:
             return
         children.discard(pid)
+        remove_workdir(pid)
         _send(ctrl, op="exited", pid=pid, status=status, maxrss_kb=usage.ru_maxrss,
-              cpu_s=usage.ru_utime + usage.ru_stime)
+              cpu_s=usage.ru_utime + usage.ru_stime, strays=kill_strays(children))
 
 
 def _kill_group(pid: int) -> None:
