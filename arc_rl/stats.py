@@ -45,7 +45,8 @@ def repetition_stats(sequences: Sequence[Sequence], ns: Sequence[int] = NGRAM_SI
     with np.errstate(over="ignore"):   # wrapping multiplication is the point of the hash
         for n in range(1, max(ns, default=0) + 1):
             # h[i] hashes the n tokens from i on; positions too close to the end are masked below
-            h[: len(h) - n + 1] = (h[: len(h) - n + 1] ^ flat[n - 1:]) * _MULTIPLIER
+            m = max(len(h) - n + 1, 0)
+            h[:m] = (h[:m] ^ flat[n - 1:]) * _MULTIPLIER
             if n in ns:
                 most[n] = _distinct_and_max(h >> np.uint64(64 - _HASH_BITS), owner, left >= n, len(lengths))[1]
     out = []

@@ -271,3 +271,25 @@ def test_barc_source_solves_its_own_task(tmp_path, reward):
     path.write_text(json.dumps({"source": source, "examples": examples, "seeds": []}) + "\n")
     task = next(iter_barc_jsonl(path))
     assert reward(completions=[fenced(task.meta["source"])], task=[task_to_json(task)]) == [MAX_REWARD]
+
+
+# --------------------------------------------------------------------------- repetition statistics
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 5), max_size=40), min_size=1, max_size=8))
+def test_repetition_stats_match_counting_by_hand(sequences):
+    from collections import Counter
+    for seq, stats in zip(sequences, repetition_stats(sequences)):
+        assert stats.tokens == len(seq)
+        assert stats.unique_token_ratio == (len(set(seq)) / len(seq) if seq else 0.0)
+        for n in (3, 4):
+            grams = Counter(tuple(seq[i:i + n]) for i in range(len(seq) - n + 1))
+            most = max(grams.values(), default=0)
+            assert stats.most_repeated[n] == most
+            assert stats.frequency[n] == (most / sum(grams.values()) if grams else 0.0)
+
+
+def test_repetition_stats_of_words():
+    [loop, varied] = repetition_stats([["x", "=", "x", "+", "1"] * 4, "a b c d e f".split()])
+    assert loop.most_repeated[4] == 4 and loop.unique_token_ratio == 4 / 20
+    assert varied.most_repeated == {3: 1, 4: 1} and varied.unique_token_ratio == 1.0
