@@ -42,6 +42,16 @@ class Job:
     inputs: Sequence[Any]
     entry: str | None = None
     key: Any = None
+    trace_memory: bool = False   # run under tracemalloc and report alloc_sites (slower: for diagnosis)
+
+
+@dataclass(frozen=True)
+class AllocSite:
+    """A line of the program and the memory its allocations held at the traced peak."""
+
+    line: int
+    size_mb: float
+    text: str
 
 
 @dataclass
@@ -62,6 +72,7 @@ class ProgramResult:
     key: Any = None                           # Job.key
     worker_replaced: bool = False             # the worker was replaced after this program (and why below)
     notes: list[str] = field(default_factory=list)
+    alloc_sites: list[AllocSite] = field(default_factory=list)   # largest first; only for Job.trace_memory
 
     @property
     def ok(self) -> bool:
