@@ -55,6 +55,8 @@ class TrainConfig:
                              "bfloat16 on GPU otherwise, float32 on CPU", choices=DTYPES)
     max_seq_length: int = opt(8192, "Prompt + completion tokens; longer prompts are skipped")
     max_completion_length: int = opt(1024, "Maximum generated tokens per completion")
+    attn_implementation: str | None = opt(None, "transformers attention kernel (sdpa, eager, flash_attention_2); "
+                                                "none = the model's default")
     # LoRA
     lora_r: int = opt(16, "LoRA rank", aliases=("--lora_r",))
     lora_alpha: float | None = opt(None, "LoRA alpha; none = same as --lora-r (adapter scale 1)")

@@ -187,7 +187,13 @@ def _quantization(config: TrainConfig):
 
 
 def grpo_config(config: TrainConfig, max_steps: int, cuda: bool):
+    import dataclasses
+
     from trl import GRPOConfig
+
+    # transformers 5.24 renamed gradient_checkpointing (still accepted, with a warning); 5.17 knows the old name only
+    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
 
     dtype = weights_dtype(config, cuda)
     return GRPOConfig(
@@ -206,9 +212,10 @@ def grpo_config(config: TrainConfig, max_steps: int, cuda: bool):
         save_steps=config.save_steps, save_total_limit=config.save_total_limit,
         logging_steps=config.logging_steps, log_completions=config.log_completions,
         report_to=config.trackers() or "none",
-        model_init_kwargs={"dtype": dtype}, disable_dropout=True, dataloader_num_workers=0,
+        model_init_kwargs={"dtype": dtype, **({"attn_implementation": config.attn_implementation}
+                                              if config.attn_implementation else {})}, disable_dropout=True, dataloader_num_workers=0,
         use_cpu=not cuda, bf16=cuda and dtype != "float16", fp16=cuda and dtype == "float16",
-        activation_checkpointing=cuda,  # memory matters on GPU; on CPU (tests) it only costs time
+        **{checkpointing: cuda},  # memory matters on GPU; on CPU (tests) it only costs time
     )
 
 

@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--max-completion-length", type=int, default=256)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--attn", default=None, help="attention kernel (sdpa, eager, ...)")
+    parser.add_argument("--dtype", default="auto")
     parser.add_argument("--smoke", action="store_true", help="tiny model, 2 steps: checks the script on CPU")
     args = parser.parse_args()
     if args.smoke:
@@ -86,7 +88,7 @@ def main() -> None:
         gradient_accumulation_steps=1, max_completion_length=args.max_completion_length, max_seq_length=4096,
         lora_r=16, learning_rate=1e-5, warmup_ratio=0.0, logging_steps=1, save_steps=10_000,
         n_jobs=args.workers, code_execution_timeout=1.0, code_execution_memory_limit_mb=512,
-        resume_from_checkpoint="none")
+        resume_from_checkpoint="none", attn_implementation=args.attn, dtype=args.dtype)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -103,7 +105,7 @@ def main() -> None:
     timed = rows[1:] or rows
     summary = {
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "cpu_cores": os.cpu_count(), "sandbox_workers": args.workers, "parameters": n_params,
+        "attn_implementation": args.attn, "dtype": args.dtype, "cpu_cores": os.cpu_count(), "sandbox_workers": args.workers, "parameters": n_params,
         "steps": len(rows), "tasks_per_step": args.tasks_per_step, "generations": args.generations,
         "completions_per_step": completions, "max_completion_length": args.max_completion_length,
         "steps_per_s": len(timed) / sum(r["step_time"] for r in timed),
