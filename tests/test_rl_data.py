@@ -166,3 +166,18 @@ def test_build_dataset_streams_barc_file_again_each_pass(tmp_path):
     ids = [json.loads(r["task"])["id"] for r in ds]
     assert ids == [f"barc_{i:06d}" for i in range(4)] * 2
     assert ids == [json.loads(r["task"])["id"] for r in ds]   # iterating again reads the file again
+
+
+def test_augmented_rows_carry_the_shown_task_and_its_augmentation():
+    task = make_task(task_id="aug")
+    rows = list(build_dataset({"aug": task}, tiny_tokenizer(), augment=True, seed=0, epochs=6))
+    seen = set()
+    for row in rows:
+        shown, augmentation = task_from_json(row["task"])
+        assert augmentation is not None and shown.id == "aug"
+        assert same(shown, augmentation.apply_task(task))            # the column holds what the prompt shows
+        assert row["prompt"] == render_prompt(shown, tiny_tokenizer())
+        for p, q in zip(shown.train + shown.test, task.train + task.test):
+            assert np.array_equal(augmentation.revert_grid(p.output), q.output)
+        seen.add(json.dumps(augmentation.to_json(), sort_keys=True))
+    assert len(seen) > 1   # fresh augmentation per pass
