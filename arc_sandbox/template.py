@@ -64,7 +64,10 @@ def _serve(ctrl: socket.socket, wake_r: int, children: set[int]) -> None:
                     break
             _reap(ctrl, children)
         if ctrl in readable:
-            msg, fds, _, _ = socket.recv_fds(ctrl, 1 << 16, 1)
+            try:
+                msg, fds, _, _ = socket.recv_fds(ctrl, 1 << 16, 1)
+            except OSError:   # ConnectionResetError: the parent closed with our messages unread
+                return
             if not msg:
                 return   # the parent is gone: the finally in main() kills the workers
             request = json.loads(msg)
