@@ -7,8 +7,9 @@ from .hardening import Isolation, IsolationError, Layer, LayerStatus
 from .limits import Limits
 from .loading import load_tasks
 from .metrics import MetricsTable, PartitionScore, TaskScore, aggregate, fingerprint, pass_at_k, score_outputs
-from .results import Job, ProgramResult, Status
+from .results import AllocSite, Job, ProgramResult, Status
 from .sandbox import Sandbox, SandboxError, SandboxStats, run_program
+from .diagnose import MemoryReport, trace_allocations
 from .submission import build_submission, score_submission, validate_submission, write_submission
 from .tasks import Pair, Task
 
@@ -18,5 +19,6 @@ __all__ = [
     "Augmentation", "Comparison", "MetricsTable", "PartitionScore", "TaskScore", "aggregate", "build_submission",
     "compare", "fingerprint", "load_tasks", "pass_at_k", "random_augmentation", "score_outputs",
     "score_submission", "validate_submission", "write_submission",
+    "AllocSite", "MemoryReport", "trace_allocations",
 ]
 __version__ = "0.1.0"

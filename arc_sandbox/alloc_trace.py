@@ -1,7 +1,7 @@
 """Where a program's memory went: allocation sites from ``tracemalloc``, at the program's peak.
 
 Used in the worker when a job asks for ``trace_memory`` (a diagnostic re-run: tracing makes
-allocations 2-3x slower and adds its own bookkeeping to the measured peak). ``tracemalloc``
+allocation-heavy code ~15x slower and adds its own bookkeeping to the measured peak). ``tracemalloc``
 knows the traced peak but not *where* it was reached, so the tracer keeps the snapshot taken
 at the highest point it saw:
 
@@ -9,6 +9,7 @@ at the highest point it saw:
   snapshot whenever it reached a new high (by ``_GROWTH``);
 - a ``MemoryError`` escaping the program's entry function triggers a snapshot too: the failing
   frames are still alive in its traceback, so the memory held at the failure is still traced.
+  The line it left from is marked ``failed`` (numpy traces a failed array at its requested size).
 
 Each traced block is charged to the innermost line of the program (file ``<program>``) on its
 stack, so an allocation inside numpy or ``common`` counts for the program line that called it.
@@ -40,6 +41,7 @@ class AllocTracer:
         self.best: tracemalloc.Snapshot | None = None
         self.best_size = 0
         self.next_at = 0.0   # no periodic snapshot before this (perf_counter) time
+        self.failed_line: int | None = None   # where a MemoryError left the program
         self._saved_handler: Any = None
         self._busy = False
 
@@ -54,7 +56,8 @@ class AllocTracer:
         def traced(*args):
             try:
                 return fn(*args)
-            except MemoryError:
+            except MemoryError as exc:
+                self.failed_line = _program_line_of(exc.__traceback__)
                 self.capture(force=True)
                 raise
         return traced
@@ -77,8 +80,8 @@ class AllocTracer:
         now = time.perf_counter()
         self.next_at = now + _SPACING * (now - started)
 
-    def stop(self) -> list[tuple[int, int, str]]:
-        """Stop tracing; return up to ``top`` (line, size_kb, source text) of the program, largest first."""
+    def stop(self) -> list[tuple[int, int, str, bool]]:
+        """Stop tracing; return up to ``top`` (line, size_kb, source text, failed) of the program, largest first."""
         signal.setitimer(signal.ITIMER_PROF, 0)
         signal.signal(signal.SIGPROF, self._saved_handler)
         if self.best is None:
@@ -99,7 +102,7 @@ class AllocTracer:
         finally:
             self._busy = False
 
-    def _sites(self) -> list[tuple[int, int, str]]:
+    def _sites(self) -> list[tuple[int, int, str, bool]]:
         if self.best is None:
             return []
         sizes: dict[int, int] = {}
@@ -108,7 +111,8 @@ class AllocTracer:
             if line is not None:
                 sizes[line] = sizes.get(line, 0) + stat.size
         ranked = sorted(sizes.items(), key=lambda item: -item[1])[:self.top]
-        return [(line, size // 1024, self._text(line)) for line, size in ranked if size >= 1024]
+        return [(line, size // 1024, self._text(line), line == self.failed_line)
+                for line, size in ranked if size >= 1024 or line == self.failed_line]
 
     def _text(self, line: int) -> str:
         return self.lines[line - 1].strip()[:200] if 0 < line <= len(self.lines) else ""
@@ -122,14 +126,24 @@ def _program_line(traceback: tracemalloc.Traceback) -> int | None:
     return None
 
 
+def _program_line_of(tb) -> int | None:
+    """The innermost program line of a traceback."""
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == PROGRAM_FILE:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
 def sites_from_wire(raw: Any) -> list[AllocSite]:
     """Parent side: check what the worker sent (the program could have forged it)."""
     if not isinstance(raw, list):
         raise ValueError("alloc_sites is not a list")
     sites = []
     for item in raw:
-        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], int)
-                and isinstance(item[1], int) and isinstance(item[2], str)):
+        if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], int)
+                and isinstance(item[1], int) and isinstance(item[2], str) and isinstance(item[3], bool)):
             raise ValueError(f"bad allocation site {item!r:.80}")
-        sites.append(AllocSite(line=item[0], size_mb=item[1] / 1024, text=item[2]))
+        sites.append(AllocSite(line=item[0], size_mb=item[1] / 1024, text=item[2], failed=item[3]))
     return sites

@@ -13,6 +13,7 @@ _COMMAND_MODULES = (
     "arc_sandbox.submission",   # submit
     "arc_sandbox.benchmark",    # bench
     "arc_sandbox.hardening",    # doctor
+    "arc_sandbox.diagnose",     # diagnose
 )
 
 

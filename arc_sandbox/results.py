@@ -52,6 +52,9 @@ class AllocSite:
     line: int
     size_mb: float
     text: str
+    # The MemoryError left the program on this line. numpy counts a failed array at the size it
+    # asked for, so then size_mb may include memory never obtained.
+    failed: bool = False
 
 
 @dataclass

@@ -73,7 +73,7 @@ class _Running:
     def identity(self) -> bytes:
         """Same code, entry and inputs give the same result (programs are seeded): run once."""
         h = hashlib.blake2b(self.code.encode(), digest_size=16)
-        h.update(repr((self.job.entry, [g.shape for g in self.job.inputs])).encode())
+        h.update(repr((self.job.entry, self.job.trace_memory, [g.shape for g in self.job.inputs])).encode())
         for grid in self.job.inputs:
             h.update(grid.tobytes())
         return h.digest()
