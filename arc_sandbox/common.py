@@ -630,26 +630,38 @@ def orbit(grid, x, y, symmetries):
     return list(set(points))
 
 
+class _SymmetryScorer:
+    """_score_symmetry for many candidate symmetries of one grid: the per-grid work is done once."""
+
+    def __init__(self, grid, ignore_colors, background=None):
+        self.grid = grid
+        self.shape = grid.shape
+        self.ignored = np.isin(grid, list(ignore_colors))
+        occupied = ~self.ignored
+        if background is not None:
+            occupied &= grid != background
+        self.xs, self.ys = np.nonzero(occupied)  # row-major, like np.argwhere
+
+    def score(self, symmetry):
+        n, m = self.shape
+        mapped_x, mapped_y = symmetry.apply(self.xs, self.ys)
+        inside = (mapped_x >= 0) & (mapped_x < n) & (mapped_y >= 0) & (mapped_y < m)
+        off_canvas = np.sum(~inside)
+        mapped_x, mapped_y = mapped_x[inside], mapped_y[inside]
+        original = self.grid[self.xs[inside], self.ys[inside]]
+        image = self.grid[mapped_x, mapped_y]
+        perfect = np.sum(original == image)
+        bad = np.sum((original != image) & ~self.ignored[mapped_x, mapped_y])
+        return perfect, off_canvas, bad
+
+
 def _score_symmetry(grid, symmetry, ignore_colors, background=None):
     """
     internal function not used by LLM
 
     Returns (perfect, off_canvas, bad): mapped pixels that match, land off the canvas, or clash.
     """
-    n, m = grid.shape
-    ignore_colors = list(ignore_colors)
-    occupied = ~np.isin(grid, ignore_colors)
-    if background is not None:
-        occupied &= grid != background
-    xs, ys = np.nonzero(occupied)
-    mapped_x, mapped_y = symmetry.apply(xs, ys)
-    inside = (mapped_x >= 0) & (mapped_x < n) & (mapped_y >= 0) & (mapped_y < m)
-    off_canvas = np.sum(~inside)
-    original = grid[xs[inside], ys[inside]]
-    image = grid[mapped_x[inside], mapped_y[inside]]
-    perfect = np.sum(original == image)
-    bad = np.sum((original != image) & ~np.isin(image, ignore_colors))
-    return perfect, off_canvas, bad
+    return _SymmetryScorer(grid, ignore_colors, background).score(symmetry)
 
 
 def detect_translational_symmetry(grid, ignore_colors=[Color.BLACK], background=None):
@@ -664,10 +676,12 @@ def detect_translational_symmetry(grid, ignore_colors=[Color.BLACK], background=
     candidates_y = [TranslationalSymmetry(0, t) for t in range(1, m)] + [TranslationalSymmetry(0, -t) for t in range(1, m)]
     candidates_xy = [TranslationalSymmetry(a, b) for a in range(1, n) for b in range(1, m)]
 
+    scorer = _SymmetryScorer(grid, ignore_colors, background)
+
     def survivors(candidates):
         scored = []
         for symmetry in candidates:
-            perfect, off_canvas, bad = _score_symmetry(grid, symmetry, ignore_colors, background)
+            perfect, off_canvas, bad = scorer.score(symmetry)
             score = perfect - 0.01 * off_canvas - 100000 * bad
             if score > 0:
                 scored.append((symmetry, score))
@@ -697,9 +711,10 @@ def detect_mirror_symmetry(grid, ignore_colors=[Color.BLACK], background=None):
     candidates = [MirrorSymmetry(c + z, None) for c in range(n) for z in (0, 0.5)]
     candidates += [MirrorSymmetry(None, c + z) for c in range(m) for z in (0, 0.5)]
     candidates += [MirrorSymmetry(a + z, b + z) for a in range(n) for b in range(m) for z in (0, 0.5)]
+    scorer = _SymmetryScorer(grid, ignore_colors, background)
     best_score, best = 0, []
     for symmetry in candidates:
-        perfect, off_canvas, bad = _score_symmetry(grid, symmetry, ignore_colors, background)
+        perfect, off_canvas, bad = scorer.score(symmetry)
         if bad > 0 or perfect == 0:
             continue
         score = perfect - 0.01 * off_canvas - 10000 * bad
@@ -732,12 +747,13 @@ def detect_rotational_symmetry(grid, ignore_colors=[Color.BLACK], background=Non
             return 0, 4
 
     n, m = grid.shape
+    scorer = _SymmetryScorer(grid, ignore_colors, background)
     best_score, best = 0, None
     for a in range(n):
         for b in range(m):
             for z in (0, 0.5):
                 symmetry = RotationalSymmetry(a + z, b + z)
-                perfect, off_canvas, bad = _score_symmetry(grid, symmetry, ignore_colors, background)
+                perfect, off_canvas, bad = scorer.score(symmetry)
                 score = perfect - 5 * off_canvas - 1000 * bad
                 if score > best_score:
                     best_score, best = score, symmetry

@@ -252,3 +252,31 @@ def test_randomly_scatter_points_paints_exactly_the_density(side):
     grid = np.zeros((side, 4), dtype=np.int64)
     common.randomly_scatter_points(grid, 3, density=0.5)
     assert np.sum(grid == 3) == int(np.ceil(0.5 * side * 4))
+
+
+def naive_symmetry_score(grid, symmetry, ignore_colors, background):
+    n, m = grid.shape
+    perfect = off = bad = 0
+    for x in range(n):
+        for y in range(m):
+            if grid[x, y] in ignore_colors or (background is not None and grid[x, y] == background):
+                continue
+            mx, my = symmetry.apply(np.array([x]), np.array([y]))
+            mx, my = int(mx[0]), int(my[0])
+            if not (0 <= mx < n and 0 <= my < m):
+                off += 1
+            elif grid[x, y] == grid[mx, my]:
+                perfect += 1
+            elif grid[mx, my] not in ignore_colors:
+                bad += 1
+    return perfect, off, bad
+
+
+@given(grids(max_side=6, colors=3), st.integers(-5, 5), st.integers(-5, 5), st.integers(0, 10),
+       st.sampled_from([[0], [], [0, 2]]), st.sampled_from([None, 0, 1]))
+def test_symmetry_scores_match_a_pixel_by_pixel_count(grid, tx, ty, half_steps, ignore_colors, background):
+    rotation_class = type(common.detect_rotational_symmetry(np.array([[1, 2, 1], [2, 3, 2], [1, 2, 1]])))
+    for symmetry in (common.TranslationalSymmetry(tx, ty), common.MirrorSymmetry(half_steps / 2, None),
+                     common.MirrorSymmetry(half_steps / 2, tx / 2), rotation_class(half_steps / 2, half_steps / 2)):
+        got = common._score_symmetry(grid, symmetry, ignore_colors, background)
+        assert tuple(int(v) for v in got) == naive_symmetry_score(grid, symmetry, ignore_colors, background)
