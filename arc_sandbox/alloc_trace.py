@@ -5,8 +5,10 @@ allocation-heavy code ~15x slower and adds its own bookkeeping to the measured p
 knows the traced peak but not *where* it was reached, so the tracer keeps the snapshot taken
 at the highest point it saw:
 
-- a CPU-time timer (``SIGPROF``) checks the traced size every few milliseconds and takes a
-  snapshot whenever it reached a new high (by ``_GROWTH``);
+- whenever a function of the program returns (its locals still alive; a ``sys.settrace`` hook
+  that skips line events and other code's frames), and every few milliseconds of CPU
+  (``SIGPROF``, for long loops and C calls), the traced size is checked, and a snapshot taken
+  when it reached a new high (by ``_GROWTH``);
 - a ``MemoryError`` escaping the program's entry function triggers a snapshot too: the failing
   frames are still alive in its traceback, so the memory held at the failure is still traced.
   The line it left from is marked ``failed`` (numpy traces a failed array at its requested size).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import sys
 import time
 import tracemalloc
 from typing import Any, Callable
@@ -46,9 +49,11 @@ class AllocTracer:
         self._busy = False
 
     def start(self) -> None:
+        """Call before the worker's guard is armed (``sys.settrace`` is an audited event)."""
         tracemalloc.start(_FRAMES)
         self._saved_handler = signal.signal(signal.SIGPROF, self._tick)
         signal.setitimer(signal.ITIMER_PROF, _PERIOD_S, _PERIOD_S)
+        sys.settrace(self._on_call)
 
     def wrap(self, fn: Callable) -> Callable:
         """``fn`` with a snapshot taken when a MemoryError leaves it."""
@@ -81,7 +86,9 @@ class AllocTracer:
         self.next_at = now + _SPACING * (now - started)
 
     def stop(self) -> list[tuple[int, int, str, bool]]:
-        """Stop tracing; return up to ``top`` (line, size_kb, source text, failed) of the program, largest first."""
+        """Stop tracing (after the guard is disarmed); return up to ``top`` (line, size_kb, source
+        text, failed) of the program, largest first."""
+        sys.settrace(None)
         signal.setitimer(signal.ITIMER_PROF, 0)
         signal.signal(signal.SIGPROF, self._saved_handler)
         if self.best is None:
@@ -91,8 +98,19 @@ class AllocTracer:
         self.best = None
         return sites
 
+    def _on_call(self, frame, event, arg):
+        if frame.f_code.co_filename != PROGRAM_FILE:
+            return None
+        frame.f_trace_lines = False
+        return self._on_return
+
+    def _on_return(self, frame, event, arg):
+        if event == "return":
+            self._tick(0, frame)
+        return self._on_return
+
     def _tick(self, signum, frame) -> None:
-        if self._busy:   # the timer fired inside our own (slow) snapshot
+        if self._busy:   # a timer or a return inside our own (slow) snapshot
             return
         self._busy = True
         try:

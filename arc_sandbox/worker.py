@@ -243,11 +243,11 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
     finally:
         _in_program = False
         signal.setitimer(signal.ITIMER_REAL, 0)
-        alloc_sites = tracer.stop() if tracer else []
         # The program's functions and globals form a cycle that only a full gc would free:
         # break it now, so its memory is not carried into the next program's baseline.
         run.namespace.clear()
         guard.disarm()
+        alloc_sites = tracer.stop() if tracer else []
         guard.heal_builtins()
         _set_stdio(*saved)
     peak = max(0, probe.peak_kb() - rss0)
