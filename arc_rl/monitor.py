@@ -31,6 +31,7 @@ class Trigger(str, enum.Enum):
     BELOW = "below"                        # value < threshold
     ABOVE_BASELINE = "above_baseline"      # value > threshold x max(median of earlier values, floor)
     AWAY_FROM_AVERAGE = "away_from_average"  # |value - moving average| > threshold x |moving average|
+    NOT_FINITE = "not_finite"              # NaN or infinite: the weights are about to be destroyed
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ def default_rules(max_completion_length: int) -> list[Rule]:
         Rule("frac_reward_zero_std", Trigger.ABOVE, 0.8,
              "most groups have identical rewards: no learning signal"),
         Rule("grad_norm", Trigger.ABOVE_BASELINE, 5.0, "gradient norm spiked"),
+        Rule("grad_norm", Trigger.NOT_FINITE, 0.0, "gradient norm is NaN/inf: the next optimizer step ruins the "
+             "adapter (bf16 + sdpa + left padding did this on GPU; try --attn-implementation eager)"),
+        Rule("loss", Trigger.NOT_FINITE, 0.0, "loss is NaN/inf"),
     ]
 
 
@@ -97,10 +101,16 @@ class CollapseMonitor(TrainerCallback):
         fired = []
         for rule in self.rules:
             value = logs.get(rule.metric)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not isinstance(value, (int, float)):
                 continue
-            reference = self._reference(rule)
-            if _triggered(rule, value, reference):
+            if rule.trigger is Trigger.NOT_FINITE:
+                reference, bad = None, not math.isfinite(value)
+            elif not math.isfinite(value):
+                continue
+            else:
+                reference = self._reference(rule)
+                bad = _triggered(rule, value, reference)
+            if bad:
                 if rule not in self._active:
                     self._active.add(rule)
                     fired.append(self._alert(rule, value, reference, step))

@@ -142,6 +142,14 @@ def test_monitor_baseline_and_average_rules():
                                           "repetition/ngram_4_most_repeated_frequency"}
 
 
+def test_monitor_flags_a_nan_gradient_norm():
+    monitor = CollapseMonitor(max_completion_length=100)
+    assert monitor.check({"grad_norm": 0.3, "loss": 0.1}, 1) == []
+    [alert] = monitor.check({"grad_norm": float("nan"), "loss": 0.1}, 2)
+    assert alert.metric == "grad_norm" and "NaN" in alert.message
+    assert monitor.check({"grad_norm": 0.3}, 3) == [] and len(monitor.check({"grad_norm": float("inf")}, 4)) == 1
+
+
 @settings(max_examples=50, deadline=None)
 @given(value=st.floats(0.01, 100), steps=st.integers(1, 30))
 def test_a_steady_metric_never_trips_relative_rules(value, steps):
