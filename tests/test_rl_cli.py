@@ -153,3 +153,10 @@ def test_infer_bad_input_is_one_line(tmp_path, model_dir, capsys):
     assert main(["infer", "--model-path", str(model_dir), "--dataset-path", "x.json", "--n-predictions", "6",
                  "--batch-size", "4"]) == 2
     assert "--batch-size (4) must divide --n-predictions (6)" in capsys.readouterr().err
+
+
+def test_the_barc_example_config_is_valid():
+    config = TrainConfig(**load_yaml(TrainConfig, REPO / "examples" / "barc_grpo.yaml"))
+    config.validate()
+    assert (config.num_generations, config.lora_r, config.beta, config.repetition_penalty, config.scale_rewards,
+            config.mask_truncated_completions) == (16, 1, 0.01, 1.02, "batch", True)
