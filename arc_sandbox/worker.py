@@ -9,6 +9,7 @@ import builtins
 import ctypes
 import dis
 import functools
+import json
 import linecache
 import os
 import random
@@ -91,15 +92,16 @@ class MemoryProbe:
             # inflating peaks (a string doubled to 128 MB measured 223 MB instead of 192).
             _LIBC.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 
-    def _statm_kb(self) -> tuple[int, int]:
+    def sizes_kb(self) -> tuple[int, int]:
+        """(virtual size, resident size) of this process in kB."""
         size, resident = os.pread(self.statm_fd, 128, 0).split()[:2]
         return int(size) * self._PAGE_KB, int(resident) * self._PAGE_KB
 
     def rss_kb(self) -> int:
-        return self._statm_kb()[1]
+        return self.sizes_kb()[1]
 
     def vm_kb(self) -> int:
-        return self._statm_kb()[0]
+        return self.sizes_kb()[0]
 
     def reset_peak(self) -> int:
         """Reset the high-water mark to the current RSS; return that RSS (the program's baseline)."""
@@ -157,7 +159,6 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
 
 
 def _hello(rss_kb: int, vm_kb: int, mem_limit: int, layers: list) -> bytes:
-    import json
     return json.dumps({"pid": os.getpid(), "rss_kb": rss_kb, "vm_kb": vm_kb, "cpu_s": time.process_time(),
                        "memory_limit_bytes": mem_limit, "layers": [s.to_dict() for s in layers]}).encode()
 
@@ -165,7 +166,7 @@ def _hello(rss_kb: int, vm_kb: int, mem_limit: int, layers: list) -> bytes:
 def _detach() -> None:
     """Own process group (killed as one), die with the template, no core dumps, no terminal."""
     os.setsid()
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     devnull = os.open(os.devnull, os.O_RDWR)
     for std in (0, 1, 2):   # C-level writes to stdout go nowhere, whatever their size
@@ -174,7 +175,7 @@ def _detach() -> None:
 
 
 def _growth(probe: MemoryProbe, base_rss: int, base_vm: int) -> str | None:
-    vm, rss = probe._statm_kb()
+    vm, rss = probe.sizes_kb()
     if rss - base_rss > _MAX_GROWTH_KB or vm - base_vm > _MAX_GROWTH_KB:
         return f"worker grew by {(rss - base_rss) // 1024} MB resident, {(vm - base_vm) // 1024} MB virtual"
     return None
