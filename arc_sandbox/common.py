@@ -420,28 +420,40 @@ def _select_non_overlapping(objects, background):
 
     objects = sorted(objects, key=size_key, reverse=True)  # stable: ties keep their order
     masks = [obj != background for obj in objects]
-    overlapping = [any(np.any(a & b) for j, b in enumerate(masks) if j != i) for i, a in enumerate(masks)]
+    if not masks:
+        return []
+    coverage = np.sum(masks, axis=0)  # an object overlaps another iff one of its pixels is covered twice
+    overlapping = [bool(np.any(coverage[mask] > 1)) for mask in masks]
     keep = [obj for obj, overlaps in zip(objects, overlapping) if not overlaps]
     contested = [i for i, overlaps in enumerate(overlapping) if overlaps]
     if not contested:
         return keep
-    best = int(np.sum(np.logical_or.reduce([masks[i] for i in contested])))
+    chosen = _largest_disjoint_cover([masks[i] for i in contested])
+    return keep + [objects[contested[i]] for i in chosen]
+
+
+def _largest_disjoint_cover(masks):
+    """The positions of the mutually disjoint masks that BARC's search picks (spec §6.3 step 4.4).
+
+    Walks the masks in order, skipping one that overlaps those already chosen, else trying to include it
+    (stopping at once if that covers the union of all masks) and then to exclude it, keeping the larger cover
+    and, on a tie, the exclusion. Exponential, like BARC's: one frame per mask, so deep searches fail alike.
+    """
+    best = int(np.sum(np.logical_or.reduce(masks)))
 
     def search(position, chosen, covered):
-        # Largest-coverage set of mutually disjoint contested objects; an exact tie prefers leaving one out.
-        if position == len(contested):
+        if position == len(masks):
             return chosen, int(np.sum(covered))
-        mask = masks[contested[position]]
+        mask = masks[position]
         if np.any(mask & covered):
             return search(position + 1, chosen, covered)
-        included = search(position + 1, chosen + [contested[position]], covered | mask)
+        included = search(position + 1, chosen + [position], covered | mask)
         if included[1] == best:
             return included
         excluded = search(position + 1, chosen, covered)
         return included if included[1] > excluded[1] else excluded
 
-    chosen, _ = search(0, [], np.zeros(masks[0].shape, dtype=bool))
-    return keep + [objects[i] for i in chosen]
+    return search(0, [], np.zeros_like(masks[0]))[0]
 
 
 # --- spatial relations (spec §7) ------------------------------------------------------------------------------
