@@ -41,6 +41,7 @@ _MAX_GROWTH_KB = 64 * 1024
 # A program that leaves more than this resident gets the heap it freed trimmed (see settle).
 _TRIM_ABOVE_KB = 2048
 _LIBC = ctypes.CDLL(None)
+_reset_common = common.reset_state   # taken now: a program may rebind the module's name
 _M_MMAP_THRESHOLD = -3
 
 
@@ -216,7 +217,7 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
     n = len(request.inputs)
     run = _Run(n)
     out = _BoundedWriter(limits.max_stdout_bytes)
-    common.reset_state()
+    _reset_common()
     rss0 = probe.reset_peak()
     cpu0 = time.process_time()
     saved = sys.stdout, sys.stderr
