@@ -7,6 +7,7 @@ when augmented, the augmentation's parameters). TRL passes the ``task`` column t
 from __future__ import annotations
 
 import enum
+import functools
 import gzip
 import json
 import logging
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 ARC_TRAIN_COUNTS = {2: 355, 3: 1281, 4: 433, 5: 123, 6: 43, 7: 17, 8: 6, 10: 2}
 MAX_TASK_PIXELS = 4500          # all sampled inputs and outputs together (5 x 30 x 30)
 SAMPLING_ATTEMPTS = 10
+TASK_CACHE_SIZE = 256           # parsed task column values kept by cached_task_from_json (32 steps of 8 tasks)
 
 
 def load_tasks(path_or_name: str | Path, **kwargs: Any) -> dict[str, Task]:
@@ -220,6 +222,22 @@ def task_from_json(text: str) -> tuple[Task, Any]:
     if d.get("augmentation") is not None:
         from arc_sandbox.augment import Augmentation
         augmentation = Augmentation.from_json(d["augmentation"])
+    return task, augmentation
+
+
+@functools.lru_cache(maxsize=TASK_CACHE_SIZE)
+def cached_task_from_json(text: str) -> tuple[Task, Any]:
+    """:func:`task_from_json` behind a bounded cache keyed by the text.
+
+    The reward parses each task column value once per step already; this also skips the work when a task comes
+    back in a later step (a repeated prompt, another epoch), which is a fifth of the reward's own cost. Callers
+    share the returned task, so its grids are made read-only. Errors are raised, not cached.
+    """
+    task, augmentation = task_from_json(text)
+    for pair in (*task.train, *task.test):
+        for grid in (pair.input, pair.output):
+            if grid is not None:
+                grid.flags.writeable = False
     return task, augmentation
 
 

@@ -24,15 +24,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from arc_sandbox.compare import Comparison, grid_or_none, similarity_many
+from arc_sandbox.compare import Comparison, similarity_pairs
 from arc_sandbox.extract import extract_code
-from arc_sandbox.grids import MAX_SIDE
 from arc_sandbox.limits import Limits
-from arc_sandbox.metrics import PartitionScore, TaskScore, score_outputs
+from arc_sandbox.metrics import PartitionScore, TaskScore, distinct_grids, score_outputs
 from arc_sandbox.results import Job, ProgramResult, Status
 from arc_sandbox.tasks import Task
 
-from .data import task_from_json
+from .data import cached_task_from_json, task_from_json
 from .stats import NGRAM_SIZES, repetition_stats, tokens_of
 
 log = logging.getLogger(__name__)
@@ -86,54 +85,73 @@ def arc_v2_no_pixel_score(result: ProgramResult, task: Task, score: TaskScore | 
 
 
 def score_many(outputs: Sequence[Sequence[Any]], task: Task) -> list[TaskScore]:
-    """:func:`~arc_sandbox.metrics.score_outputs` for many programs of one task, comparing each distinct
-    grid once (a group of samples repeats itself a lot) and batching the different-shape similarities."""
-    expected = task.expected
-    for k, outs in enumerate(outputs):
-        if len(outs) != len(expected):
-            raise ValueError(f"task {task.id}: program {k}: expected {len(expected)} outputs, got {len(outs)}")
-    columns = [_compare_column([outs[j] for outs in outputs], want) for j, want in enumerate(expected)]
-    n_train = len(task.train)
-    scores = []
-    for k in range(len(outputs)):
-        comparisons = tuple(column[k] for column in columns)
-        scores.append(TaskScore(train=_partition(comparisons[:n_train]), test=_partition(comparisons[n_train:]),
-                                comparisons=comparisons))
-    return scores
+    """:func:`~arc_sandbox.metrics.score_outputs` for many programs of one task (see :func:`score_tasks`)."""
+    return score_tasks([(outputs, task)])[0]
 
 
-def _compare_column(grids: Sequence[Any], want: np.ndarray | None) -> list[Comparison | None]:
-    if want is None:
-        return [None] * len(grids)
-    index: dict[tuple, int] = {}
-    uniques: list[np.ndarray] = []
-    ids = []
-    for grid in grids:
-        if grid is not None and type(grid) is not np.ndarray:
-            grid = grid_or_none(grid)
-        if grid is None:
-            ids.append(-1)
-            continue
-        key = (grid.shape, grid.dtype.str, grid.tobytes())
-        if key not in index:   # validate each distinct grid once
-            valid = _valid_grid(grid)
-            index[key] = -1 if valid is None else len(uniques)
-            if valid is not None:
-                uniques.append(valid)
-        ids.append(index[key])
-    sims = similarity_many(uniques, want) if uniques else []
-    found = [Comparison(exact=g.shape == want.shape and s == 1.0, same_shape=g.shape == want.shape,
-                        similarity=float(s)) for g, s in zip(uniques, sims)]
-    missing = Comparison(exact=False, same_shape=False, similarity=0.0)
-    return [found[i] if i >= 0 else missing for i in ids]
+def score_tasks(batches: Sequence[tuple[Sequence[Sequence[Any]], Task]]) -> list[list[TaskScore]]:
+    """:func:`~arc_sandbox.metrics.score_outputs` for many programs of several tasks: ``batches`` holds
+    ``(outputs of each program, task)`` pairs, and the result one list of scores per pair.
+
+    A GRPO step's samples repeat each other a lot and its cost is mostly per numpy call, so the whole step is
+    scored together: each distinct grid is validated once, each distinct (grid, expected grid) pair compared
+    once, all in a few batched calls, and each distinct combination of a task's outputs is scored once
+    (programs with the same outputs share one :class:`TaskScore` object).
+    """
+    flat: list[Any] = []     # the grids of every scored input of every task, input by input
+    for outputs, task in batches:
+        n_inputs = len(task.train) + len(task.test)
+        for k, outs in enumerate(outputs):
+            if len(outs) != n_inputs:
+                raise ValueError(f"task {task.id}: program {k}: expected {n_inputs} outputs, got {len(outs)}")
+        for j in _scored_inputs(task):
+            flat.extend(outs[j] for outs in outputs)
+    flat_ids, grids = distinct_grids(flat)
+    tables, pair_index, predicted, wanted = [], [], [], []
+    start = 0
+    for outputs, task in batches:
+        expected, scored = task.expected, _scored_inputs(task)
+        table = flat_ids[start:start + len(outputs) * len(scored)].reshape(len(scored), len(outputs)).T
+        start += len(outputs) * len(scored)
+        index: dict[int, dict[int, int]] = {}    # input -> its distinct grid ids -> pair
+        for c, j in enumerate(scored):
+            index[j] = {}
+            for g in dict.fromkeys(table[:, c].tolist()):
+                if g >= 0:
+                    index[j][g] = len(predicted)
+                    predicted.append(grids[g])
+                    wanted.append(expected[j])
+        tables.append(table)
+        pair_index.append(index)
+    comparisons = [Comparison(exact=p.shape == w.shape and s == 1.0, same_shape=p.shape == w.shape, similarity=s)
+                   for p, w, s in zip(predicted, wanted, similarity_pairs(predicted, wanted).tolist())]
+    return [_task_scores(task, table, {j: {g: comparisons[p] for g, p in ids.items()} for j, ids in index.items()})
+            for (_, task), table, index in zip(batches, tables, pair_index)]
 
 
-def _valid_grid(grid: Any) -> np.ndarray | None:
-    # Sandbox outputs are int64 grids already checked by the sandbox: skip the full conversion for them.
-    if type(grid) is np.ndarray and grid.dtype == np.int64 and grid.ndim == 2 and grid.size:
-        if max(grid.shape) <= MAX_SIDE and 0 <= grid.min() and grid.max() <= 9:
-            return grid
-    return grid_or_none(grid)
+def _scored_inputs(task: Task) -> list[int]:
+    """Positions in ``task.inputs`` with a known expected output (test outputs may be unknown)."""
+    return [j for j, want in enumerate(task.expected) if want is not None]
+
+
+def _task_scores(task: Task, table: np.ndarray, found: dict[int, dict[int, Comparison]]) -> list[TaskScore]:
+    """One score per row of ``table`` (a program: the id of its grid for each scored input, -1 for none), each
+    distinct row scored once; ``found[input][grid id]`` is that grid's comparison."""
+    n_train, n_inputs = len(task.train), len(task.train) + len(task.test)
+    by_row: dict[tuple[int, ...], TaskScore] = {}
+    out = []
+    for row in map(tuple, table.tolist()):
+        score = by_row.get(row)
+        if score is None:
+            grid_of = dict(zip(found, row))
+            comparisons = tuple(found[j].get(grid_of[j], _MISSING) if j in found else None for j in range(n_inputs))
+            score = by_row[row] = TaskScore(train=_partition(comparisons[:n_train]),
+                                            test=_partition(comparisons[n_train:]), comparisons=comparisons)
+        out.append(score)
+    return out
+
+
+_MISSING = Comparison(exact=False, same_shape=False, similarity=0.0)
 
 
 def _partition(comparisons: Sequence[Comparison | None]) -> PartitionScore:
@@ -234,8 +252,7 @@ class SandboxReward:
             _send(self.last_metrics, log_metric)
             return [None] * n
         outcome = _Outcome(n, tasks)
-        for members in groups.values():
-            self._score_group(members, tasks, results, outcome)
+        self._score_groups(list(groups.values()), tasks, results, outcome)
         truncated = self._truncated(texts, codes, completion_ids)
         repetition = repetition_stats(completion_ids if completion_ids is not None else [tokens_of(t) for t in texts])
         lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [len(t) for t in texts]
@@ -255,22 +272,26 @@ class SandboxReward:
             cut = [c or len(ids) >= self.max_completion_length for c, ids in zip(cut, completion_ids)]
         return cut
 
-    def _score_group(self, members: list[int], tasks: list[Task | str], results: list[ProgramResult | None],
-                     outcome: "_Outcome") -> None:
-        t = tasks[members[0]]
+    def _score_groups(self, groups: list[list[int]], tasks: list[Task | str], results: list[ProgramResult | None],
+                      outcome: "_Outcome") -> None:
         # Only programs with a valid grid for every input get scored here (the others can be scored by a
         # reward that wants them, from score=None); failures are common and scoring is the costly part.
-        ok = [i for i in members if results[i].ok]
-        scores = dict(zip(ok, score_many([results[i].outputs for i in ok], t))) if ok else {}
-        for i in members:
-            score = scores.get(i)
-            try:
-                args = {"score": score} if self._takes_score else {}
-                outcome.rewards[i] = float(self.reward_fn(results[i], t, **args))
-            except Exception:
-                log.exception("reward %s failed on task %s", self.reward_name, t.id)
-                outcome.bad[i] = BadSample.REWARD_ERROR
-            outcome.solved[i] = score is not None and score.all_correct
+        ok = [scored for members in groups if (scored := [i for i in members if results[i].ok])]
+        scores = {}
+        for members, group_scores in zip(ok, score_tasks([([results[i].outputs for i in members], tasks[members[0]])
+                                                          for members in ok])):
+            scores.update(zip(members, group_scores))
+        for members in groups:
+            t = tasks[members[0]]
+            for i in members:
+                score = scores.get(i)
+                try:
+                    args = {"score": score} if self._takes_score else {}
+                    outcome.rewards[i] = float(self.reward_fn(results[i], t, **args))
+                except Exception:
+                    log.exception("reward %s failed on task %s", self.reward_name, t.id)
+                    outcome.bad[i] = BadSample.REWARD_ERROR
+                outcome.solved[i] = score is not None and score.all_correct
 
 
 class _Outcome:
@@ -291,7 +312,8 @@ def _completion_text(completion: Any) -> str:
 
 
 def _parse_tasks(column: Sequence[Any] | None, n: int) -> list[Task | str]:
-    """One task per sample, parsed once per distinct value; a string in place of a task says what is wrong."""
+    """One task per sample, parsed once per distinct value (and JSON strings cached across steps); a string in
+    place of a task says what is wrong."""
     if column is None or len(column) != n:
         got = "no task column" if column is None else f"{len(column)} tasks for {n} completions"
         return [got] * n
@@ -309,7 +331,9 @@ def _parse_task(value: Any) -> Task | str:
     try:
         if isinstance(value, dict):
             return Task.from_dict(value, id=str(value.get("id", "task")))
-        return task_from_json(value)[0]
+        if isinstance(value, (str, bytes)):
+            return cached_task_from_json(value)[0]
+        return task_from_json(value)[0]   # not hashable, so not cacheable: the error says what it is
     except (ValueError, TypeError) as exc:
         return str(exc)
 

@@ -6,7 +6,8 @@ from .grids import GridError, as_grid, is_grid
 from .hardening import Isolation, IsolationError, Layer, LayerStatus
 from .limits import Limits
 from .loading import load_tasks
-from .metrics import MetricsTable, PartitionScore, TaskScore, aggregate, fingerprint, pass_at_k, score_outputs
+from .metrics import (MetricsTable, PartitionScore, TaskScore, aggregate, distinct_grids, fingerprint, pass_at_k,
+                      score_outputs)
 from .results import AllocSite, Job, ProgramResult, Status
 from .sandbox import Sandbox, SandboxError, SandboxStats, run_program
 from .diagnose import MemoryReport, trace_allocations
@@ -17,7 +18,7 @@ __all__ = [
     "GridError", "Isolation", "IsolationError", "Job", "Layer", "LayerStatus", "Limits", "Pair", "ProgramResult", "Sandbox", "SandboxError", "SandboxStats", "Status",
     "Task", "as_grid", "extract_code", "is_grid", "run_program",
     "Augmentation", "Comparison", "MetricsTable", "PartitionScore", "TaskScore", "aggregate", "build_submission",
-    "compare", "fingerprint", "load_tasks", "pass_at_k", "random_augmentation", "score_outputs",
+    "compare", "distinct_grids", "fingerprint", "load_tasks", "pass_at_k", "random_augmentation", "score_outputs",
     "score_submission", "validate_submission", "write_submission",
     "AllocSite", "MemoryReport", "trace_allocations",
 ]

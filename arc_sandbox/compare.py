@@ -6,8 +6,11 @@ counted at the best offset, and the count is divided by the area of the bounding
 shapes (``max(h1, h2) * max(w1, w2)``). Different shapes therefore never reach 1, and the
 measure is symmetric in its two arguments.
 
-The match counts at all offsets are a 2-D cross-correlation of one-hot colour planes,
-computed with one FFT per colour plane rather than a Python loop over offsets.
+The match counts at all offsets are a 2-D cross-correlation. ARC grids are small, so most
+pairs count matches directly: every cell of the smaller grid against a strided view of the
+other at every offset, in one vectorised comparison (:func:`_direct_counts`). Only when that
+would compare too many cells (two grids near 30x30) does an FFT of one-hot colour planes
+take over (:func:`_fft_counts`); it costs more to set up but grows as n log n.
 """
 from __future__ import annotations
 
@@ -18,6 +21,12 @@ import numpy as np
 
 from .grids import GridError, as_grid
 
+# When to count directly rather than by FFT, in cell comparisons (offsets x cells of the smaller grid;
+# 10x10 vs 20x20 is 84k, 30x30 vs 29x30 3M). Direct counting costs ~15 us a call plus ~0.35 ns a
+# comparison; the FFT ~70-250 us a call plus 20-150 us a grid (benchmarks/scoring.py, 2-core dev box).
+# So: direct when a shape's grids need few comparisons in all, or each needs few; FFT otherwise.
+_DIRECT_MAX_CELLS = 1_000_000       # also the batch size: bounds the boolean temporary to 1 MB
+_DIRECT_MAX_CELLS_PER_GRID = 50_000
 _FFT_BATCH = 64   # grids per batched FFT call: bounds the temporary arrays to a few MB
 
 
@@ -60,32 +69,108 @@ def best_overlap(a: np.ndarray, b: np.ndarray) -> int:
 
 
 def similarity_many(predicted: Sequence[np.ndarray], expected: np.ndarray) -> np.ndarray:
-    """Similarities of many valid int grids against one expected grid, as a float array.
+    """Similarities of many valid int grids against one expected grid, as a float array."""
+    return similarity_pairs(predicted, [expected] * len(predicted))
 
-    Grids of the expected shape cost one vectorised comparison; all the others go through
-    batched FFTs, padded to a common size with a value that matches no colour. This is what
-    makes scoring hundreds of programs per task cheap.
+
+def similarity_pairs(predicted: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> np.ndarray:
+    """Similarity of each valid int grid ``predicted[i]`` to ``expected[i]``, as a float array.
+
+    This is what makes scoring hundreds of programs cheap: pairs are grouped by their two shapes, and
+    each group costs a few vectorised calls whatever its size. Equal shapes are compared cell by cell;
+    different shapes are counted directly when that is cheap, and otherwise go through FFTs batched per
+    expected grid, padded to a common size with a value that matches no colour.
     """
+    if len(predicted) != len(expected):
+        raise ValueError(f"similarity_pairs: {len(predicted)} predicted grids for {len(expected)} expected ones")
     out = np.zeros(len(predicted), dtype=np.float64)
-    same = [i for i, g in enumerate(predicted) if g.shape == expected.shape]
-    other = [i for i, g in enumerate(predicted) if g.shape != expected.shape]
-    if same:
-        stack = np.stack([predicted[i] for i in same])
-        out[same] = np.count_nonzero(stack == expected, axis=(1, 2)) / expected.size
-    for start in range(0, len(other), _FFT_BATCH):
-        chunk = other[start:start + _FFT_BATCH]
-        shapes = np.array([predicted[i].shape for i in chunk])
-        stack = np.full((len(chunk), *shapes.max(axis=0)), -1, dtype=np.int64)
-        for row, i in enumerate(chunk):
-            h, w = predicted[i].shape
-            stack[row, :h, :w] = predicted[i]
-        boxes = np.maximum(shapes[:, 0], expected.shape[0]) * np.maximum(shapes[:, 1], expected.shape[1])
-        out[chunk] = _overlap_counts(stack, expected) / boxes
+    by_shapes: dict[tuple[tuple[int, int], tuple[int, int]], list[int]] = {}
+    for i, (a, b) in enumerate(zip(predicted, expected)):
+        by_shapes.setdefault((a.shape, b.shape), []).append(i)
+    to_fft: dict[int, list[int]] = {}   # id of the expected grid -> pairs
+    for (shape_a, shape_b), members in by_shapes.items():
+        box = max(shape_a[0], shape_b[0]) * max(shape_a[1], shape_b[1])
+        if shape_a == shape_b:
+            a, b = np.array([predicted[i] for i in members]), np.array([expected[i] for i in members])
+            out[members] = np.count_nonzero(a == b, axis=(1, 2)) / box
+        elif _counts_directly(_direct_cells(shape_a, shape_b), len(members)):
+            a, b = np.array([predicted[i] for i in members]), np.array([expected[i] for i in members])
+            out[members] = _direct_counts(a, b) / box
+        else:
+            for i in members:
+                to_fft.setdefault(id(expected[i]), []).append(i)
+    for members in to_fft.values():
+        b = expected[members[0]]
+        for start in range(0, len(members), _FFT_BATCH):
+            chunk = members[start:start + _FFT_BATCH]
+            shapes = np.array([predicted[i].shape for i in chunk])
+            stack = np.full((len(chunk), *shapes.max(axis=0)), -1, dtype=np.int64)
+            for row, i in enumerate(chunk):
+                h, w = predicted[i].shape
+                stack[row, :h, :w] = predicted[i]
+            boxes = np.maximum(shapes[:, 0], b.shape[0]) * np.maximum(shapes[:, 1], b.shape[1])
+            out[chunk] = _fft_counts(stack, b) / boxes
     return out
 
 
 def _overlap_counts(stack: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Best-offset match counts of each grid in ``stack`` (m, h1, w1) against ``b`` (h2, w2).
+    """Best-offset match counts of each grid in ``stack`` (m, h1, w1) against ``b`` (h2, w2)."""
+    if _counts_directly(_direct_cells(stack.shape[1:], b.shape), len(stack)):
+        return _direct_counts(stack, b[None])
+    return _fft_counts(stack, b)
+
+
+def _counts_directly(cells: int, grids: int) -> bool:
+    return cells <= _DIRECT_MAX_CELLS_PER_GRID or cells * grids <= _DIRECT_MAX_CELLS
+
+
+def _direct_cells(shape_a: tuple[int, int], shape_b: tuple[int, int]) -> int:
+    """Cell comparisons :func:`_direct_counts` makes for one grid: offsets x cells of the smaller grid."""
+    (h1, w1), (h2, w2) = shape_a, shape_b
+    return (h1 + h2 - 1) * (w1 + w2 - 1) * min(h1 * w1, h2 * w2)
+
+
+def _direct_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Best-offset match counts of valid grids ``a[k]`` (m, h1, w1) against ``b[k]`` (m or 1, h2, w2), cell
+    by cell: the smaller shape's cells are compared with the larger grid shifted under them to every offset
+    (see :func:`_shifted`), all offsets in one comparison; summing over the cells gives the counts."""
+    m, h1, w1 = a.shape
+    _, h2, w2 = b.shape
+    batch = max(1, _DIRECT_MAX_CELLS // _direct_cells((h1, w1), (h2, w2)))
+    counts = np.empty(m, dtype=np.int64)
+    for start in range(0, m, batch):
+        part_a = a[start:start + batch].astype(np.int8)
+        part_b = (b[start:start + batch] if len(b) > 1 else b).astype(np.int8)
+        if h1 * w1 <= h2 * w2:
+            equal = _shifted(part_b, h1, w1) == part_a[..., None]
+        else:
+            equal = _shifted(part_a, h2, w2) == part_b[..., None]
+        counts[start:start + batch] = equal.sum(axis=(1, 2), dtype=np.int16).max(axis=1)   # <= 900 fits
+    return counts
+
+
+def _shifted(grids: np.ndarray, h: int, w: int) -> np.ndarray:
+    """An (m, h, w, offsets) view: ``[k, y, x, o]`` is the cell of ``grids[k]`` that cell
+    ``(y, x)`` of an h x w window covers at offset ``o``, or -1 (no colour) where it falls outside.
+
+    The grids are padded with -1 (h - 1 rows above, h below, w - 1 columns on the left) and
+    flattened, so offset ``o = oy * row + ox`` (``row = W + w - 1``) puts the window's top-left
+    corner at padded cell (oy, ox): every placement overlapping the grid is one ``o``, and a window
+    running past the right edge wraps into the next row's left padding, which reads as -1 too.
+    """
+    m, H, W = grids.shape
+    row = W + w - 1
+    padded = np.full((m, H + 2 * h - 1, row), -1, dtype=np.int8)
+    padded[:, h - 1:h - 1 + H, w - 1:] = grids
+    s_grid, s_row, s_cell = padded.strides
+    # np.ndarray over the buffer rather than as_strided: same view, checked against the buffer's
+    # bounds, and a tenth of the call overhead (which is what small grids pay for).
+    return np.ndarray((m, h, w, (H + h - 1) * row), dtype=np.int8, buffer=padded,
+                      strides=(s_grid, s_row, s_cell, s_cell))
+
+
+def _fft_counts(stack: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Best-offset match counts of each grid in ``stack`` (m, h1, w1) against ``b`` (h2, w2), by FFT.
 
     ``stack`` may hold -1 padding, which matches nothing.
     """

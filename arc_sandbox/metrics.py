@@ -215,7 +215,7 @@ def _task_metrics(task: Task, results: Sequence[ProgramResult], ks: tuple[int, .
     sim = np.zeros((n, n_inputs))
     ids = np.full((n, n_inputs), -1, dtype=np.int64)
     for j in range(n_inputs):
-        column, uniques = _dedupe([out[j] for out in outputs])
+        column, uniques = distinct_grids([out[j] for out in outputs])
         ids[:, j] = column
         if expected[j] is not None and uniques:
             scores = np.append(similarity_many(uniques, expected[j]), 0.0)   # id -1 -> 0
@@ -247,10 +247,11 @@ def _task_metrics(task: Task, results: Sequence[ProgramResult], ks: tuple[int, .
     )
 
 
-def _dedupe(grids: Sequence[Any]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Ids of distinct valid grids (-1 for missing or invalid ones) and the distinct grids.
+def distinct_grids(grids: Sequence[Any]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Ids of distinct valid grids (-1 for missing or invalid ones) and the distinct grids, as int64.
 
-    Grids are validated once per distinct value, not once per program: that is most of the cost.
+    For scoring many programs' outputs for one input: compare each distinct grid once. Grids are
+    validated once per distinct value, not once per program: that is most of the cost.
     """
     index: dict[tuple, int] = {}
     uniques: list[np.ndarray] = []

@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arc_sandbox.compare import Comparison, best_overlap, compare, similarity_many
+from arc_sandbox.compare import (Comparison, _direct_counts, _fft_counts, best_overlap, compare, similarity_many,
+                                 similarity_pairs)
 from arc_sandbox.grids import GridError
 from arc_sandbox.strategies import grids
 
@@ -81,10 +82,22 @@ def test_fft_overlap_matches_naive_loop(a, b):
         assert compare(a, b).similarity == pytest.approx(naive_best_overlap(a, b) / box)
 
 
+@settings(max_examples=100, deadline=None)   # the first call imports scipy.fft
+@given(st.lists(grids(max_side=7, colours=4), min_size=1, max_size=3), grids(max_side=7, colours=4))
+def test_direct_and_fft_counts_both_match_naive_loop(preds, b):
+    # similarity_many picks one of the two by size; each must equal the definition on its own.
+    shape = preds[0].shape
+    stack = np.stack([p for p in preds if p.shape == shape])
+    naive = [naive_best_overlap(a, b) for a in stack]
+    assert _direct_counts(stack, b[None]).tolist() == naive
+    assert _fft_counts(stack, b).tolist() == naive
+
+
 def test_large_single_colour_grids_count_exactly():
     # The largest possible counts: float32 FFT rounding must still land on the integer.
     a, b = np.full((30, 30), 7), np.full((29, 30), 7)
     assert best_overlap(a, b) == 29 * 30
+    assert _direct_counts(a[None], b[None]).tolist() == _fft_counts(a[None], b).tolist() == [29 * 30]
     assert compare(a, b).similarity == pytest.approx(29 / 30)
 
 
@@ -92,3 +105,27 @@ def test_large_single_colour_grids_count_exactly():
 def test_similarity_many_agrees_with_compare(preds, expected):
     many = similarity_many(preds, expected)
     assert many == pytest.approx([compare(p, expected).similarity for p in preds])
+
+
+@given(st.lists(st.tuples(grids(max_side=9, colours=5), grids(max_side=9, colours=5)), min_size=1, max_size=12))
+def test_similarity_pairs_agrees_with_compare(pairs):
+    predicted, expected = [p for p, _ in pairs], [e for _, e in pairs]
+    assert similarity_pairs(predicted, expected) == pytest.approx([compare(p, e).similarity for p, e in pairs])
+
+
+def test_similarity_pairs_on_large_grids_uses_fft_and_agrees_with_direct_counts():
+    # Near-30x30 pairs of different shapes are past the direct path's threshold.
+    rng = np.random.default_rng(0)
+    expected = [rng.integers(0, 3, (29, 30)), rng.integers(0, 10, (30, 28))]
+    predicted = [rng.integers(0, 3, (30, 30)), rng.integers(0, 10, (27, 30)), rng.integers(0, 3, (28, 29))]
+    pairs = [(predicted[0], expected[0]), (predicted[1], expected[1]), (predicted[2], expected[0]),
+             (predicted[0], expected[1])]
+    got = similarity_pairs([p for p, _ in pairs], [e for _, e in pairs])
+    for (p, e), sim in zip(pairs, got):
+        box = max(p.shape[0], e.shape[0]) * max(p.shape[1], e.shape[1])
+        assert sim == _direct_counts(p[None], e[None])[0] / box
+
+
+def test_similarity_pairs_needs_aligned_lists():
+    with pytest.raises(ValueError, match="2 predicted grids for 1 expected"):
+        similarity_pairs([np.zeros((1, 1), np.int64)] * 2, [np.zeros((1, 1), np.int64)])
