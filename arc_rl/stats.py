@@ -33,22 +33,36 @@ def tokens_of(text: str) -> list[str]:
     return text.split()
 
 
+@dataclass(frozen=True)
+class RepetitionTable:
+    """The same statistics for many completions, as arrays with one entry per completion (for step means)."""
+
+    tokens: np.ndarray                     # int
+    unique_token_ratio: np.ndarray         # float, 0 for an empty completion
+    most_repeated: dict[int, np.ndarray]   # n -> int
+    frequency: dict[int, np.ndarray]       # n -> float, 0 without any n-gram
+
+    def row(self, i: int) -> Repetition:
+        return Repetition(tokens=int(self.tokens[i]), unique_token_ratio=float(self.unique_token_ratio[i]),
+                          most_repeated={n: int(c[i]) for n, c in self.most_repeated.items()},
+                          frequency={n: float(f[i]) for n, f in self.frequency.items()})
+
+
 def repetition_stats(sequences: Sequence[Sequence[Hashable]], ns: Sequence[int] = NGRAM_SIZES) -> list[Repetition]:
-    """Statistics for each token sequence (token ids, or any hashable tokens such as words).
+    """Statistics for each token sequence (token ids, or any hashable tokens such as words)."""
+    table = repetition_table(sequences, ns)
+    return [table.row(i) for i in range(len(sequences))]
 
-    Equal sequences get the same (immutable) :class:`Repetition` object.
-    """
+
+def repetition_table(sequences: Sequence[Sequence[Hashable]], ns: Sequence[int] = NGRAM_SIZES) -> RepetitionTable:
+    """:func:`repetition_stats` as arrays; equal sequences are measured once."""
     index: dict[tuple, int] = {}
-    which = [index.setdefault(tuple(seq), len(index)) for seq in sequences]   # hashes each sequence once
-    measured = _measure(list(index), ns)
-    return [measured[i] for i in which]
-
-
-def _measure(sequences: Sequence[Sequence[Hashable]], ns: Sequence[int]) -> list[Repetition]:
-    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
-    flat = _as_ids(sequences, int(lengths.sum()))
+    which = np.array([index.setdefault(tuple(seq), len(index)) for seq in sequences], dtype=np.int64)
+    distinct = list(index)
+    lengths = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct))
+    flat = _as_ids(distinct, int(lengths.sum()))
     # Sort keys are int64 (quicker to sort than uint64): the sequence's index above the key's bits.
-    owner = np.repeat(np.arange(len(sequences), dtype=np.int64), lengths) << _HASH_BITS
+    owner = np.repeat(np.arange(len(distinct), dtype=np.int64), lengths) << _HASH_BITS
     left = np.repeat(np.cumsum(lengths), lengths) - np.arange(len(flat))   # tokens from each position to the end
     unique, _ = _distinct_and_max(flat.view(np.int64), owner, left >= 1, len(lengths))
     most = {}
@@ -60,14 +74,13 @@ def _measure(sequences: Sequence[Sequence[Hashable]], ns: Sequence[int]) -> list
             h[:m] = (h[:m] ^ flat[n - 1:]) * _MULTIPLIER
             if n in ns:
                 keys = (h >> np.uint64(64 - _HASH_BITS)).view(np.int64)
-                most[n] = _distinct_and_max(keys, owner, left >= n, len(lengths))[1].tolist()
-    out = []
-    for i, (length, distinct) in enumerate(zip(lengths.tolist(), unique.tolist())):
-        counts = {n: most[n][i] for n in ns}
-        out.append(Repetition(tokens=length, unique_token_ratio=distinct / length if length else 0.0,
-                              most_repeated=counts,
-                              frequency={n: counts[n] / (length - n + 1) if length >= n else 0.0 for n in ns}))
-    return out
+                most[n] = _distinct_and_max(keys, owner, left >= n, len(lengths))[1]
+    with np.errstate(divide="ignore", invalid="ignore"):   # empty sequences and ones shorter than n give 0
+        ratio = np.where(lengths > 0, unique / lengths, 0.0)
+        frequency = {n: np.where(lengths >= n, most[n] / (lengths - n + 1), 0.0) for n in ns}
+    return RepetitionTable(tokens=lengths[which], unique_token_ratio=ratio[which],
+                           most_repeated={n: most[n][which] for n in ns},
+                           frequency={n: frequency[n][which] for n in ns})
 
 
 def _as_ids(sequences: Sequence[Sequence[Hashable]], total: int) -> np.ndarray:
