@@ -23,12 +23,21 @@ Strategies:
   without a fixed background).
 - :func:`program_results`: :class:`ProgramResult` for a given task, covering the outcomes a
   sandbox produces: every output right, some grids wrong or of the wrong shape, some grids
-  missing, and failures (timeouts, syntax errors...) with no outputs.
+  missing, and failures (timeouts, syntax errors...) with no outputs. ``failed`` and
+  ``outcomes`` narrow it down, e.g. to a program that gets every grid right::
+
+      program_results(task, failed=False, outcomes=("right",))
+
 - :func:`task_and_result`: a task drawn together with a result for it.
+
+And :func:`result_with_outputs`, the result a sandbox reports for given outputs (to build a
+variant of a drawn result, e.g. with one more grid right).
 """
 from __future__ import annotations
 
 import numpy as np
+from typing import Sequence
+
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -37,6 +46,9 @@ from .results import ProgramResult, Status
 from .tasks import Pair, Task
 
 _FAILURES = [s for s in Status if s not in (Status.OK, Status.INVALID_OUTPUT)]
+# What each output grid of a program that ran can be (see program_results); "right" is listed twice
+# so that fully right programs are common.
+GRID_OUTCOMES = ("right", "right", "wrong", "reshaped", "missing")
 
 
 def grids(min_side: int = 1, max_side: int = 10, colours: int = 10,
@@ -69,22 +81,31 @@ def augmentations(keep_background: bool | None = None) -> st.SearchStrategy[Augm
 
 
 @st.composite
-def program_results(draw, task: Task, code: st.SearchStrategy[str] | None = None) -> ProgramResult:
+def program_results(draw, task: Task, code: st.SearchStrategy[str] | None = None, failed: bool | None = None,
+                    outcomes: Sequence[str] = GRID_OUTCOMES) -> ProgramResult:
     """A plausible :class:`ProgramResult` for ``task`` (outputs aligned with ``task.inputs``).
 
-    Each grid is independently right (the expected output, or a random grid where the expected
-    one is unknown), wrong but of the right shape, of another shape, or missing; or the whole
-    program failed with a status other than OK.
+    The whole program failed with a status other than OK and no outputs (always with
+    ``failed=True``, never with ``False``, one time in five by default); or each grid is
+    independently one of ``outcomes``: ``"right"`` (the expected output, or a random grid where
+    the expected one is unknown), ``"wrong"`` (a random grid of the expected shape, so rarely
+    right by chance), ``"reshaped"`` (a random grid of any shape) or ``"missing"`` (None, making
+    the status INVALID_OUTPUT).
     """
+    unknown = set(outcomes) - {"right", "wrong", "reshaped", "missing"}
+    if unknown or not outcomes:
+        raise ValueError(f"program_results: outcomes must be among right, wrong, reshaped, missing; got {outcomes!r}")
     code_text = draw(code if code is not None else st.text("abcdefxyz()=+ \n", max_size=40))
     n = len(task.inputs)
-    if draw(st.integers(0, 4)) == 0:
+    if failed is None:
+        failed = draw(st.integers(0, 4)) == 0
+    if failed:
         status = draw(st.sampled_from(_FAILURES))
         return ProgramResult(status=status, outputs=[None] * n, grid_statuses=[status] * n,
                              error_type=status.value, code=code_text)
     outputs = []
     for expected in task.expected:
-        kind = draw(st.sampled_from(["right", "right", "wrong", "reshaped", "missing"]))
+        kind = draw(st.sampled_from(list(outcomes)))
         if kind == "missing":
             outputs.append(None)
         elif kind == "reshaped" or expected is None:
@@ -93,9 +114,15 @@ def program_results(draw, task: Task, code: st.SearchStrategy[str] | None = None
             outputs.append(expected.copy())
         else:
             outputs.append(draw(grids(shape=expected.shape)))
+    return result_with_outputs(outputs, code=code_text)
+
+
+def result_with_outputs(outputs: Sequence[np.ndarray | None], code: str = "") -> ProgramResult:
+    """The result of a program that ran and returned ``outputs`` (None where it gave no valid grid):
+    status OK when every grid is there, INVALID_OUTPUT otherwise, as the sandbox reports it."""
     grid_statuses = [Status.OK if g is not None else Status.INVALID_OUTPUT for g in outputs]
     status = Status.OK if all(s is Status.OK for s in grid_statuses) else Status.INVALID_OUTPUT
-    return ProgramResult(status=status, outputs=outputs, grid_statuses=grid_statuses, code=code_text)
+    return ProgramResult(status=status, outputs=list(outputs), grid_statuses=grid_statuses, code=code)
 
 
 @st.composite

@@ -1,6 +1,7 @@
 """ARC rewards: properties of the reward functions, and SandboxReward running real programs."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -8,127 +9,121 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from arc_rl.data import task_to_json
-from arc_rl.rewards import (MAX_REWARD, REWARDS, SandboxReward, correct_and_pixel, register_reward, score_many)
+from arc_rl.data import cached_task_from_json, task_to_json
+from arc_rl.rewards import (MAX_REWARD, REWARDS, SandboxReward, correct_and_pixel, register_reward, score_many,
+                             score_tasks)
 from arc_rl.stats import repetition_stats
 from arc_sandbox.limits import Limits
 from arc_sandbox.metrics import score_outputs
-from arc_sandbox.results import ProgramResult, Status
+from arc_sandbox.strategies import augmentations, program_results, result_with_outputs, tasks
 from arc_sandbox.tasks import Task
 
 BUILTIN = ("arc-v1", "arc-v2-no-pixel-score")
 
 
-# --------------------------------------------------------------------------- local strategies
-# (minimal stand-ins until arc_sandbox.strategies lands)
-
-@st.composite
-def grids(draw, max_side=6):
-    h, w = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
-    return np.array(draw(st.lists(st.integers(0, 9), min_size=h * w, max_size=h * w)), dtype=np.int64).reshape(h, w)
-
-
-@st.composite
-def tasks(draw, test_outputs=st.booleans()):
-    pair = lambda out: {"input": draw(grids()).tolist(), "output": draw(grids()).tolist() if out else None}
-    with_outputs = draw(test_outputs)
-    return Task.from_dict({"train": [pair(True) for _ in range(draw(st.integers(1, 4)))],
-                           "test": [pair(with_outputs) for _ in range(draw(st.integers(1, 2)))]}, id="prop")
-
-
-@st.composite
-def outputs_for(draw, task: Task):
-    """Per input: the expected grid, another grid, or nothing."""
-    out = []
-    for want in task.expected:
-        choice = draw(st.sampled_from(["right", "other", "none"] if want is not None else ["other", "none"]))
-        out.append(want.copy() if choice == "right" else draw(grids()) if choice == "other" else None)
-    return out
-
-
-def result_of(outputs, status=None) -> ProgramResult:
-    statuses = [Status.OK if o is not None else Status.RUNTIME_ERROR for o in outputs]
-    if status is None:
-        status = Status.OK if all(s is Status.OK for s in statuses) else Status.RUNTIME_ERROR
-    return ProgramResult(status=status, outputs=list(outputs), grid_statuses=statuses)
-
-
-def transform_grid(grid, k, flip, colours):
-    g = np.rot90(grid, k)
-    return colours[(np.fliplr(g) if flip else g)]
-
-
 # --------------------------------------------------------------------------- reward functions
+# Tasks, augmentations and program outcomes come from arc_sandbox.strategies, augmentation from arc_sandbox.augment.
+
+any_tasks = st.booleans().flatmap(lambda known: tasks(max_side=6, test_outputs=known))   # test outputs known or not
+
+
+def value_of(name, result, task):
+    return REWARDS[name](result, task)
+
 
 @settings(max_examples=150, deadline=None)
 @given(st.data(), st.sampled_from(BUILTIN))
 def test_rewards_stay_in_range(data, name):
-    task = data.draw(tasks())
-    value = REWARDS[name](result_of(data.draw(outputs_for(task))), task)
+    task = data.draw(any_tasks)
+    value = value_of(name, data.draw(program_results(task)), task)
     assert value == 0.0 or 1.0 <= value <= MAX_REWARD
 
 
 @settings(max_examples=60, deadline=None)
-@given(tasks(), st.sampled_from(BUILTIN))
-def test_expected_outputs_get_the_maximum(task, name):
-    outputs = [want.copy() if want is not None else np.zeros((1, 1), np.int64) for want in task.expected]
-    assert REWARDS[name](result_of(outputs), task) == MAX_REWARD
+@given(st.data(), st.sampled_from(BUILTIN))
+def test_expected_outputs_get_the_maximum(data, name):
+    task = data.draw(any_tasks)   # where a test output is unknown, any grid counts
+    assert value_of(name, data.draw(program_results(task, failed=False, outcomes=("right",))), task) == MAX_REWARD
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.data(), st.sampled_from(BUILTIN),
-       st.sampled_from([s for s in Status if s is not Status.OK]))
-def test_nothing_valid_gets_the_minimum(data, name, status):
-    task = data.draw(tasks())
-    outputs = data.draw(outputs_for(task)) if status is Status.RUNTIME_ERROR else [None] * len(task.inputs)
-    assert REWARDS[name](result_of(outputs, status), task) == 0.0
+@settings(max_examples=100, deadline=None)
+@given(st.data(), st.sampled_from(BUILTIN))
+def test_nothing_valid_gets_the_minimum(data, name):
+    # A failed program, or one that left a grid missing: both built-in rewards need a valid grid for every input.
+    task = data.draw(any_tasks)
+    result = data.draw(program_results(task))
+    assume(not result.ok)
+    assert value_of(name, result, task) == 0.0
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.data(), st.sampled_from(BUILTIN))
 def test_more_correct_grids_never_lower_the_reward(data, name):
-    task = data.draw(tasks(test_outputs=st.just(True)))
-    outputs = data.draw(outputs_for(task))
-    wrong = [j for j, (got, want) in enumerate(zip(outputs, task.expected))
+    task = data.draw(tasks(max_side=6, test_outputs=True))
+    result = data.draw(program_results(task, failed=False))
+    wrong = [j for j, (got, want) in enumerate(zip(result.outputs, task.expected))
              if got is None or not np.array_equal(got, want)]
     assume(wrong)
     j = data.draw(st.sampled_from(wrong))
-    better = list(outputs)
-    better[j] = task.expected[j].copy()
-    before, after = REWARDS[name](result_of(outputs), task), REWARDS[name](result_of(better), task)
+    better = result_with_outputs([task.expected[j].copy() if k == j else g for k, g in enumerate(result.outputs)])
+    before, after = value_of(name, result, task), value_of(name, better, task)
     assert after >= before
-    if all(o is not None for o in outputs):
+    if result.ok:   # every grid was valid: one more right one must show
         assert after > before
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.data(), st.sampled_from(BUILTIN), st.integers(0, 3), st.booleans(), st.permutations(range(10)))
-def test_rewards_are_invariant_under_augmentation(data, name, k, flip, perm):
-    task = data.draw(tasks())
-    outputs = data.draw(outputs_for(task))
-    colours = np.array(perm)
-    aug = lambda g: None if g is None else transform_grid(g, k, flip, colours)
-    shown = Task.from_dict({"train": [{"input": aug(p.input).tolist(), "output": aug(p.output).tolist()}
-                                      for p in task.train],
-                            "test": [{"input": aug(p.input).tolist(),
-                                      "output": None if p.output is None else aug(p.output).tolist()}
-                                     for p in task.test]}, id=task.id)
-    plain = REWARDS[name](result_of(outputs), task)
-    assert REWARDS[name](result_of([aug(o) for o in outputs]), shown) == pytest.approx(plain, abs=1e-12)
+@given(st.data(), st.sampled_from(BUILTIN), augmentations())
+def test_rewards_are_invariant_under_augmentation(data, name, augmentation):
+    # The reward scores a program on the task as the prompt showed it (augmented); that must equal reverting
+    # its outputs and scoring them on the original task, and scoring an augmented result on the augmented task.
+    task = data.draw(any_tasks)
+    shown = augmentation.apply_task(task)
+    on_shown = data.draw(program_results(shown))
+    reverted = dataclasses.replace(on_shown, outputs=augmentation.revert_outputs(on_shown.outputs))
+    assert value_of(name, on_shown, shown) == pytest.approx(value_of(name, reverted, task), abs=1e-12)
+    on_task = data.draw(program_results(task))
+    augmented = dataclasses.replace(on_task, outputs=[None if g is None else augmentation.apply_grid(g)
+                                                      for g in on_task.outputs])
+    assert value_of(name, augmented, shown) == pytest.approx(value_of(name, on_task, task), abs=1e-12)
+
+
+def assert_same_score(fast, slow):
+    for part in ("train", "test"):
+        f, s = getattr(fast, part), getattr(slow, part)
+        assert (f.n, f.all_correct, f.correct_grids) == (s.n, s.all_correct, s.correct_grids)
+        assert f.pixel_score == pytest.approx(s.pixel_score, abs=1e-12)
+    assert fast.comparisons == slow.comparisons
 
 
 @settings(max_examples=80, deadline=None)
 @given(st.data())
 def test_score_many_matches_score_outputs(data):
-    task = data.draw(tasks())
-    batch = [data.draw(outputs_for(task)) for _ in range(data.draw(st.integers(1, 6)))]
+    task = data.draw(any_tasks)
+    batch = [data.draw(program_results(task, failed=False)).outputs for _ in range(data.draw(st.integers(1, 6)))]
     batch.append(list(batch[0]))   # repeated programs are compared once, scored the same
     for outputs, fast in zip(batch, score_many(batch, task)):
-        slow = score_outputs(outputs, task)
-        for part in ("train", "test"):
-            f, s = getattr(fast, part), getattr(slow, part)
-            assert (f.n, f.all_correct, f.correct_grids) == (s.n, s.all_correct, s.correct_grids)
-            assert f.pixel_score == pytest.approx(s.pixel_score, abs=1e-12)
+        assert_same_score(fast, score_outputs(outputs, task))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.data())
+def test_score_tasks_scores_a_whole_step_like_each_task_alone(data):
+    # Several tasks (some with unknown test outputs, one maybe without programs) batched into one call.
+    step = []
+    for task in data.draw(st.lists(any_tasks, min_size=1, max_size=4)):
+        n = data.draw(st.integers(0, 4))
+        step.append(([data.draw(program_results(task, failed=False)).outputs for _ in range(n)], task))
+    for (batch, task), scores in zip(step, score_tasks(step)):
+        assert len(scores) == len(batch)
+        for outputs, fast in zip(batch, scores):
+            assert_same_score(fast, score_outputs(outputs, task))
+
+
+def test_score_many_names_a_program_with_the_wrong_number_of_outputs():
+    task = Task.from_dict({"train": [{"input": [[1]], "output": [[1]]}], "test": [{"input": [[2]]}]}, id="short")
+    with pytest.raises(ValueError, match="task short: program 1: expected 2 outputs, got 1"):
+        score_many([[np.ones((1, 1), np.int64), None], [None]], task)
 
 
 def test_reward_values_by_hand():
@@ -138,8 +133,8 @@ def test_reward_values_by_hand():
     outputs = [np.array([[1, 2]]), np.array([[3, 0]]), np.array([[5]])]
     correct, pixel = correct_and_pixel(score_outputs(outputs, task))
     assert (correct, pixel) == (pytest.approx(1 / 3), pytest.approx((1 + 0.5 + 0.5) / 3))
-    assert REWARDS["arc-v1"](result_of(outputs), task) == pytest.approx(1 + 8 / 3 + 2 / 3)
-    assert REWARDS["arc-v2-no-pixel-score"](result_of(outputs), task) == pytest.approx(1 + 9 / 3)
+    assert REWARDS["arc-v1"](result_with_outputs(outputs), task) == pytest.approx(1 + 8 / 3 + 2 / 3)
+    assert REWARDS["arc-v2-no-pixel-score"](result_with_outputs(outputs), task) == pytest.approx(1 + 9 / 3)
 
 
 def test_register_reward_adds_and_refuses_duplicates():
@@ -250,6 +245,17 @@ def test_a_broken_sandbox_gives_none_for_the_step_not_an_exception():
         assert logged == {"sandbox/failures": 1.0}
 
 
+def test_task_column_is_parsed_once_across_steps():
+    text = task_to_json(SHIFT)
+    task, augmentation = cached_task_from_json(text)
+    assert cached_task_from_json(text)[0] is task and augmentation is None
+    assert task.to_dict() == SHIFT.to_dict()
+    with pytest.raises(ValueError):   # callers share the cached task: its grids can't be changed
+        task.train[0].input[0, 0] = 9
+    with pytest.raises(ValueError, match="not JSON"):
+        cached_task_from_json("{not json")
+
+
 def test_missing_task_column_scores_zero_with_a_reason(reward):
     assert reward(completions=[SOLVE_SHIFT, SOLVE_SHIFT]) == [0.0, 0.0]
     assert reward.last_metrics["sandbox/bad_sample/bad_task"] == 1.0
@@ -279,7 +285,8 @@ def test_barc_source_solves_its_own_task(tmp_path, reward):
 @given(st.lists(st.lists(st.integers(0, 5), max_size=40), min_size=1, max_size=8))
 def test_repetition_stats_match_counting_by_hand(sequences):
     from collections import Counter
-    for seq, stats in zip(sequences, repetition_stats(sequences)):
+    sequences = sequences + sequences[:2]   # repeated completions are measured once: same answers
+    for seq, stats in zip(sequences, repetition_stats(sequences), strict=True):
         assert stats.tokens == len(seq)
         assert stats.unique_token_ratio == (len(set(seq)) / len(seq) if seq else 0.0)
         for n in (3, 4):
