@@ -70,37 +70,46 @@ def best_overlap(a: np.ndarray, b: np.ndarray) -> int:
 
 def similarity_many(predicted: Sequence[np.ndarray], expected: np.ndarray) -> np.ndarray:
     """Similarities of many valid int grids against one expected grid, as a float array."""
-    return similarity_pairs(predicted, [expected] * len(predicted))
+    return _similarities(predicted, [expected], [0] * len(predicted))
 
 
 def similarity_pairs(predicted: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> np.ndarray:
-    """Similarity of each valid int grid ``predicted[i]`` to ``expected[i]``, as a float array.
+    """Similarity of each valid int grid ``predicted[i]`` to ``expected[i]``, as a float array."""
+    if len(predicted) != len(expected):
+        raise ValueError(f"similarity_pairs: {len(predicted)} predicted grids for {len(expected)} expected ones")
+    distinct: dict[int, int] = {}   # the same expected grid object often comes back: compare against it once
+    which = [distinct.setdefault(id(e), len(distinct)) for e in expected]
+    return _similarities(predicted, list({id(e): e for e in expected}.values()), which)
+
+
+def _similarities(predicted: Sequence[np.ndarray], expected: Sequence[np.ndarray], which: Sequence[int]) -> np.ndarray:
+    """Similarity of each ``predicted[i]`` to ``expected[which[i]]``.
 
     This is what makes scoring hundreds of programs cheap: pairs are grouped by their two shapes, and
     each group costs a few vectorised calls whatever its size. Equal shapes are compared cell by cell;
     different shapes are counted directly when that is cheap, and otherwise go through FFTs batched per
     expected grid, padded to a common size with a value that matches no colour.
     """
-    if len(predicted) != len(expected):
-        raise ValueError(f"similarity_pairs: {len(predicted)} predicted grids for {len(expected)} expected ones")
     out = np.zeros(len(predicted), dtype=np.float64)
     by_shapes: dict[tuple[tuple[int, int], tuple[int, int]], list[int]] = {}
-    for i, (a, b) in enumerate(zip(predicted, expected)):
-        by_shapes.setdefault((a.shape, b.shape), []).append(i)
-    to_fft: dict[int, list[int]] = {}   # id of the expected grid -> pairs
+    for i, (a, k) in enumerate(zip(predicted, which)):
+        by_shapes.setdefault((a.shape, expected[k].shape), []).append(i)
+    to_fft: dict[int, list[int]] = {}   # expected grid -> pairs
     for (shape_a, shape_b), members in by_shapes.items():
         box = max(shape_a[0], shape_b[0]) * max(shape_a[1], shape_b[1])
-        if shape_a == shape_b:
-            a, b = np.array([predicted[i] for i in members]), np.array([expected[i] for i in members])
-            out[members] = np.count_nonzero(a == b, axis=(1, 2)) / box
-        elif _counts_directly(_direct_cells(shape_a, shape_b), len(members)):
-            a, b = np.array([predicted[i] for i in members]), np.array([expected[i] for i in members])
-            out[members] = _direct_counts(a, b) / box
-        else:
+        if shape_a != shape_b and not _counts_directly(_direct_cells(shape_a, shape_b), len(members)):
             for i in members:
-                to_fft.setdefault(id(expected[i]), []).append(i)
-    for members in to_fft.values():
-        b = expected[members[0]]
+                to_fft.setdefault(which[i], []).append(i)
+            continue
+        a = np.array([predicted[i] for i in members])
+        targets = {which[i] for i in members}
+        if len(targets) == 1:   # one expected grid for the whole group: broadcast it rather than copy it
+            b = expected[targets.pop()][None]
+        else:
+            b = np.array([expected[which[i]] for i in members])
+        out[members] = (np.count_nonzero(a == b, axis=(1, 2)) if shape_a == shape_b else _direct_counts(a, b)) / box
+    for k, members in to_fft.items():
+        b = expected[k]
         for start in range(0, len(members), _FFT_BATCH):
             chunk = members[start:start + _FFT_BATCH]
             shapes = np.array([predicted[i].shape for i in chunk])
