@@ -33,7 +33,7 @@ from arc_sandbox.results import Job, ProgramResult, Status
 from arc_sandbox.tasks import Task
 
 from .data import cached_task_from_json, task_from_json
-from .stats import NGRAM_SIZES, RepetitionTable, repetition_table, tokens_of
+from .stats import NGRAM_SIZES, RepetitionTable, measure_repetition, pack_tokens, tokens_of
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +200,10 @@ class SandboxReward:
         self.max_completion_length = max_completion_length
         self.last_metrics: dict[str, float] = {}
         self._sandbox = None
-        # Repetition statistics need only the completions: this thread computes them while the programs run and
-        # the calling thread mostly waits on the workers (about 2 ms less per step even with 2 workers on 2 cores,
-        # benchmarks/reward_step.py; numpy's sorts let go of the GIL).
+        # Repetition statistics need only the completions: this thread does their numpy part while the programs
+        # run and the calling thread mostly waits on the workers (about 2 ms less per step even with 2 workers on
+        # 2 cores, benchmarks/reward_step.py). Only work that lets go of the GIL goes there, so that the sandbox's
+        # dispatch loop, which needs the GIL for every result, is not kept waiting.
         self._stats_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="arc-rl-stats")
         atexit.register(self.close)
 
@@ -245,8 +246,8 @@ class SandboxReward:
                 if codes[i] is not None]
         results: list[ProgramResult | None] = [_no_code(t) if isinstance(t, Task) and code is None else None
                                                for t, code in zip(tasks, codes)]
-        repetition = self._stats_thread.submit(
-            repetition_table, completion_ids if completion_ids is not None else [tokens_of(t) for t in texts])
+        tokens = pack_tokens(completion_ids if completion_ids is not None else [tokens_of(t) for t in texts])
+        repetition = self._stats_thread.submit(measure_repetition, tokens)
         try:
             run_started = time.perf_counter()
             for result in self.sandbox.run(jobs) if jobs else []:

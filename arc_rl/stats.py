@@ -2,7 +2,9 @@
 
 Computed for a whole step at once because the reward has a budget of a few milliseconds per step: identical
 completions (common once a policy starts collapsing) are measured once, and each n-gram size costs one sort
-over every distinct completion's tokens together.
+over every distinct completion's tokens together. The work comes in two parts: :func:`pack_tokens` (Python
+objects into arrays, holding the GIL) and :func:`measure_repetition` (numpy only, mostly without the GIL), so a
+caller can run the second on a thread while its own thread keeps working.
 """
 from __future__ import annotations
 
@@ -54,17 +56,37 @@ def repetition_stats(sequences: Sequence[Sequence[Hashable]], ns: Sequence[int] 
     return [table.row(i) for i in range(len(sequences))]
 
 
+@dataclass(frozen=True)
+class TokenPack:
+    """The distinct sequences of a batch, end to end as ids (``flat``), with each one's length, and for each
+    sequence of the batch the index of its distinct sequence (``which``)."""
+
+    flat: np.ndarray      # uint64
+    lengths: np.ndarray   # int64, one per distinct sequence
+    which: np.ndarray     # int64, one per sequence
+
+
 def repetition_table(sequences: Sequence[Sequence[Hashable]], ns: Sequence[int] = NGRAM_SIZES) -> RepetitionTable:
-    """:func:`repetition_stats` as arrays; equal sequences are measured once."""
+    """:func:`repetition_stats` as arrays."""
+    return measure_repetition(pack_tokens(sequences), ns)
+
+
+def pack_tokens(sequences: Sequence[Sequence[Hashable]]) -> TokenPack:
+    """Token sequences (ids, or any hashable tokens such as words) as arrays; equal sequences are kept once."""
     index: dict[tuple, int] = {}
     which = np.array([index.setdefault(tuple(seq), len(index)) for seq in sequences], dtype=np.int64)
     distinct = list(index)
     lengths = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct))
-    flat = _as_ids(distinct, int(lengths.sum()))
+    return TokenPack(flat=_as_ids(distinct, int(lengths.sum())), lengths=lengths, which=which)
+
+
+def measure_repetition(pack: TokenPack, ns: Sequence[int] = NGRAM_SIZES) -> RepetitionTable:
+    """The statistics of every sequence in ``pack``, each distinct one measured once."""
+    flat, lengths, k = pack.flat, pack.lengths, len(pack.lengths)
     # Sort keys are int64 (quicker to sort than uint64): the sequence's index above the key's bits.
-    owner = np.repeat(np.arange(len(distinct), dtype=np.int64), lengths) << _HASH_BITS
+    owner = np.repeat(np.arange(k, dtype=np.int64), lengths) << _HASH_BITS
     left = np.repeat(np.cumsum(lengths), lengths) - np.arange(len(flat))   # tokens from each position to the end
-    unique, _ = _distinct_and_max(flat.view(np.int64), owner, left >= 1, len(lengths))
+    unique, _ = _distinct_and_max(flat.view(np.int64), owner, left >= 1, k)
     most = {}
     h = np.zeros(len(flat), dtype=np.uint64)
     with np.errstate(over="ignore"):   # wrapping multiplication is the point of the hash
@@ -74,10 +96,11 @@ def repetition_table(sequences: Sequence[Sequence[Hashable]], ns: Sequence[int] 
             h[:m] = (h[:m] ^ flat[n - 1:]) * _MULTIPLIER
             if n in ns:
                 keys = (h >> np.uint64(64 - _HASH_BITS)).view(np.int64)
-                most[n] = _distinct_and_max(keys, owner, left >= n, len(lengths))[1]
+                most[n] = _distinct_and_max(keys, owner, left >= n, k)[1]
     with np.errstate(divide="ignore", invalid="ignore"):   # empty sequences and ones shorter than n give 0
         ratio = np.where(lengths > 0, unique / lengths, 0.0)
         frequency = {n: np.where(lengths >= n, most[n] / (lengths - n + 1), 0.0) for n in ns}
+    which = pack.which
     return RepetitionTable(tokens=lengths[which], unique_token_ratio=ratio[which],
                            most_repeated={n: most[n][which] for n in ns},
                            frequency={n: frequency[n][which] for n in ns})
