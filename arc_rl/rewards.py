@@ -259,10 +259,12 @@ class SandboxReward:
             self.last_metrics = {"sandbox/failures": 1.0}
             _send(self.last_metrics, log_metric)
             return [None] * n
+        # Done during the run unless that was very short; then waiting here (without the GIL) lets it finish sooner
+        # than sharing the GIL with the scoring below would.
+        repetition = repetition.result()
         outcome = _Outcome(n, tasks)
         self._score_groups(list(groups.values()), tasks, results, outcome)
         truncated = self._truncated(texts, codes, completion_ids)
-        repetition = repetition.result()
         lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [len(t) for t in texts]
         metrics = _step_metrics(outcome, results, truncated, repetition,
                                 [length for length, s in zip(lengths, outcome.solved) if s])
