@@ -87,6 +87,7 @@ class _Worker:
     rss_kb: int = 0                    # resident size between programs: the next program's baseline
     cpu_s: float = 0.0                 # CPU time used before the current program
     running: _Running | None = None
+    queued: _Running | None = None     # sent, waiting in the worker's socket behind ``running``
     kill_reason: tuple[Status, str] | None = None   # set when the parent killed it
     dead: bool = False
     died_at: float = 0.0
@@ -117,6 +118,7 @@ class Sandbox:
         self._dying: dict[int, _Worker] = {}      # pid -> killed or broken worker awaiting its exit status
         self._next_tag = 0
         self._start_failures = 0
+        self._feed: _Feed | None = None   # the jobs of the imap call in progress
         self._active = False
         self._closed = False
         self._template = _Template.start()
@@ -147,7 +149,7 @@ class Sandbox:
         total = len(jobs) if isinstance(jobs, Sequence) else None
         bar = tqdm(total=total, disable=not show, unit="prog", smoothing=0.05)
         try:
-            for result in self._drive(enumerate(jobs)):
+            for result in self._drive(_Feed(enumerate(jobs), self._prepare, self.dedupe, total)):
                 bar.update()
                 self.stats.programs += 1
                 yield result
@@ -187,57 +189,44 @@ class Sandbox:
         return [w.pid for w in self._pool.values() if w.pid]
 
     # -- the loop ---------------------------------------------------------------------
-    def _drive(self, source: Iterator[tuple[int, Any]]) -> Iterator[ProgramResult]:
-        prepared = (self._prepare(i, item) for i, item in source)
-        ready: collections.deque[_Running] = collections.deque()   # re-runs first, then new jobs
-        copies: dict[bytes, list[_Running]] = {}    # identity -> duplicates waiting for the first run
-        originals: dict[int, bytes] = {}            # index of a running original -> its identity
-        finished: collections.OrderedDict[bytes, ProgramResult] = collections.OrderedDict()
-        exhausted = False
+    def _drive(self, feed: "_Feed") -> Iterator[ProgramResult]:
+        self._feed = feed
         next_guard = time.monotonic()
         while True:
-            for worker in self._idle():
-                while not ready and not exhausted:
-                    item = next(prepared, None)
-                    if item is None:
-                        exhausted = True
-                    elif isinstance(item, ProgramResult):
-                        yield item          # decided without running anything
-                    elif self.dedupe and (identity := item.identity()) in finished:
-                        yield _reused(finished[identity], item)
-                    elif self.dedupe and identity in copies:
-                        copies[identity].append(item)
-                    else:
-                        if self.dedupe:
-                            copies[identity], originals[item.index] = [], identity
-                        ready.append(item)
-                if not ready:
-                    break
-                self._dispatch(worker, ready.popleft())
+            self._fill(feed)
+            yield from feed.pop_decided()
             busy = [w for w in self._pool.values() if w.running]
-            if exhausted and not ready and not busy and not any(w.running for w in self._dying.values()):
+            if feed.done and not busy and not any(w.running for w in self._dying.values()):
                 return
             now = time.monotonic()
             if now >= next_guard:
                 self._memory_guard()
                 next_guard = now + _GUARD_PERIOD_S
-            for result in self._collect(ready, min([next_guard] + [w.running.deadline for w in busy])):
+            for result in self._collect(min([next_guard] + [w.running.deadline for w in busy])):
                 yield result
-                identity = originals.pop(result.index, None)
-                if identity is not None:
-                    for copy in copies.pop(identity):
-                        yield _reused(result, copy)
-                    finished[identity] = result
-                    if len(finished) > _DEDUPE_MEMORY:
-                        finished.popitem(last=False)
+                yield from feed.copies_of(result)
 
-    def _collect(self, retry: collections.deque, until: float) -> Iterator[ProgramResult]:
+    def _fill(self, feed: "_Feed") -> None:
+        """Give idle workers a job; while plenty are left, queue a second one behind each
+        (it waits in the worker's socket, so no round trip separates two programs)."""
+        for worker in [w for w in self._pool.values() if w.pid and w.running is None]:
+            running = feed.take()
+            if running is None:
+                return
+            self._dispatch(worker, running)
+        for worker in [w for w in self._pool.values() if w.running and w.queued is None]:
+            running = feed.take() if feed.plentiful(self.workers) else None
+            if running is None:
+                return
+            self._dispatch(worker, running)
+
+    def _collect(self, until: float) -> Iterator[ProgramResult]:
         """Wait for replies, deaths or a deadline; yield what finished."""
         conns = {w.conn: w for w in self._pool.values()}
         ready = wait(list(conns) + [self._template.ctrl], timeout=max(0.0, until - time.monotonic()))
         for obj in ready:
             if obj is self._template.ctrl:
-                yield from self._template_messages(retry)
+                yield from self._template_messages()
             else:
                 result = self._receive(conns[obj])
                 if result is not None:
@@ -278,18 +267,22 @@ class Sandbox:
         except (WireError, ValueError) as exc:
             self._kill(worker, Status.CRASHED, f"unreadable reply from the worker ({exc})")
             return None
-        worker.running = None
         worker.rss_kb, worker.cpu_s = reply.rss_kb, worker.cpu_s + reply.cpu_s
-        if reply.retire:
+        if reply.retire:   # the worker leaves without reading what was queued for it
             result.worker_replaced = True
             result.notes.append(f"worker retired: {reply.retire}")
+            worker.running = None
             self._retire(worker, reply.retire)
+            return result
+        worker.running, worker.queued = worker.queued, None
+        if worker.running:   # the worker went straight on to the queued job
+            self._start_clock(worker.running)
         return result
 
-    def _template_messages(self, retry: collections.deque) -> Iterator[ProgramResult]:
+    def _template_messages(self) -> Iterator[ProgramResult]:
         messages = self._template.read()
         if messages is None:   # the template died (a program killed it?): start another
-            yield from self._restart_template(retry)
+            yield from self._restart_template()
             return
         for message in messages:
             if message.get("op") == "exited":
@@ -326,13 +319,19 @@ class Sandbox:
 
     def _dispatch(self, worker: _Worker, running: _Running) -> None:
         request = Request(running.code, list(running.job.inputs), running.job.entry, running.job.trace_memory)
-        running.started = time.monotonic()
-        running.deadline = running.started + self.limits.timeout_s + self.limits.kill_grace_s
-        worker.running = running
+        if worker.running is None:
+            worker.running = running
+            self._start_clock(running)
+        else:
+            worker.queued = running
         try:
             worker.conn.send_bytes(request.to_bytes())
         except OSError:
             self._broken(worker)
+
+    def _start_clock(self, running: _Running) -> None:
+        running.started = time.monotonic()
+        running.deadline = running.started + self.limits.timeout_s + self.limits.kill_grace_s
 
     def _result_from_reply(self, running: _Running, reply: Reply, worker: _Worker) -> ProgramResult:
         return ProgramResult(
@@ -404,6 +403,7 @@ class Sandbox:
         """The worker is gone or unusable: wait for its exit status, then report and replace it."""
         if worker.dead:
             return
+        self._requeue_waiting(worker)
         worker.dead, worker.died_at = True, time.monotonic()
         _kill_group(worker.pid)
         worker.conn.close()
@@ -419,10 +419,17 @@ class Sandbox:
 
     def _retire(self, worker: _Worker, reason: str) -> None:
         self.stats.workers_retired[reason.split(":")[0][:80]] += 1
+        self._requeue_waiting(worker)
         worker.dead, worker.died_at = True, time.monotonic()
         worker.conn.close()
         self._pool.pop(worker.tag, None)
         self._dying[worker.pid] = worker   # its exit message spawns the replacement
+
+    def _requeue_waiting(self, worker: _Worker) -> None:
+        """A job queued behind the running one never started: it goes back to the front."""
+        if worker.queued is not None:
+            self._feed.requeue(worker.queued)
+            worker.queued = None
 
     def _find_pid(self, pid: int) -> _Worker | None:
         """A worker that exited before we noticed its pipe closing."""
@@ -455,7 +462,7 @@ class Sandbox:
                        f"{self.memory_floor_mb:.0f} MB; this program held {sizes[worker.tag] / 2**20:.0f} MB "
                        "(the largest running)")
 
-    def _restart_template(self, retry: collections.deque) -> Iterator[ProgramResult]:
+    def _restart_template(self) -> Iterator[ProgramResult]:
         """Workers die with their template: re-run the jobs they held, once, on fresh ones."""
         self.stats.template_restarts += 1
         lost = list(self._pool.values()) + list(self._dying.values())
@@ -468,6 +475,7 @@ class Sandbox:
         for worker in lost:
             _kill_group(worker.pid)
             worker.conn.close()
+            self._requeue_waiting(worker)
             running = worker.running
             if running is None:
                 continue
@@ -475,7 +483,7 @@ class Sandbox:
                 yield self._death_result_without_status(worker, running)
             else:
                 running.requeued = True
-                retry.appendleft(running)
+                self._feed.requeue(running)
         for _ in range(self.workers - len(self._pool)):
             self._spawn()
 
@@ -491,10 +499,73 @@ class Sandbox:
     def _abandon_running(self) -> None:
         """The caller stopped iterating: nobody wants the programs still running."""
         for worker in list(self._pool.values()):
+            worker.queued = None
             if worker.running:
                 self._kill(worker, Status.CRASHED, "abandoned")
         for worker in self._dying.values():
             worker.running = None
+
+
+class _Feed:
+    """Jobs on their way to workers: validated lazily, duplicates held back, re-runs first."""
+
+    def __init__(self, source: Iterator[tuple[int, Any]], prepare, dedupe: bool, total: int | None) -> None:
+        self._prepared = (prepare(i, item) for i, item in source)
+        self._dedupe, self._total, self._taken = dedupe, total, 0
+        self._ready: collections.deque[_Running] = collections.deque()
+        self._decided: list[ProgramResult] = []      # results known without running anything
+        self._copies: dict[bytes, list[_Running]] = {}   # identity -> duplicates waiting for the first run
+        self._originals: dict[int, bytes] = {}           # index of a running original -> its identity
+        self._finished: collections.OrderedDict[bytes, ProgramResult] = collections.OrderedDict()
+        self.exhausted = False
+
+    @property
+    def done(self) -> bool:
+        return self.exhausted and not self._ready
+
+    def take(self) -> _Running | None:
+        """The next job to run, or None when there is none (yet)."""
+        while not self._ready and not self.exhausted:
+            item = next(self._prepared, None)
+            if item is None:
+                self.exhausted = True
+            elif isinstance(item, ProgramResult):
+                self._decided.append(item)
+            elif self._dedupe and (identity := item.identity()) in self._finished:
+                self._decided.append(_reused(self._finished[identity], item))
+            elif self._dedupe and identity in self._copies:
+                self._copies[identity].append(item)
+            else:
+                if self._dedupe:
+                    self._copies[identity], self._originals[item.index] = [], identity
+                self._ready.append(item)
+        if not self._ready:
+            return None
+        self._taken += 1
+        return self._ready.popleft()
+
+    def plentiful(self, workers: int) -> bool:
+        """Enough jobs left that queueing one behind a running program can't make a straggler."""
+        left = None if self._total is None else self._total - self._taken
+        return (bool(self._ready) or not self.exhausted) and (left is None or left >= 2 * workers)
+
+    def requeue(self, running: _Running) -> None:
+        self._taken -= 1
+        self._ready.appendleft(running)
+
+    def pop_decided(self) -> list[ProgramResult]:
+        decided, self._decided = self._decided, []
+        return decided
+
+    def copies_of(self, result: ProgramResult) -> list[ProgramResult]:
+        """Results for the duplicates that waited on ``result``; remember it for later ones."""
+        identity = self._originals.pop(result.index, None)
+        if identity is None:
+            return []
+        self._finished[identity] = result
+        if len(self._finished) > _DEDUPE_MEMORY:
+            self._finished.popitem(last=False)
+        return [_reused(result, copy) for copy in self._copies.pop(identity)]
 
 
 class _Template:

@@ -10,6 +10,8 @@ import time
 import numpy as np
 import psutil
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from arc_sandbox import Job, Layer, Limits, Sandbox, SandboxError, Status, run_program
 
@@ -337,3 +339,43 @@ def test_duplicate_jobs_run_once_and_each_gets_its_own_result():
         assert results[0].outputs[0][0, 0] == 2
     with Sandbox(workers=1, dedupe=False) as sb:
         assert not any(r.notes for r in sb.run([Job(src, [GRID])] * 3))
+
+
+def test_jobs_queued_behind_a_dying_program_are_run_not_lost():
+    ok = ("def transform(g):\n    return g", [GRID])
+    jobs = [("def transform(g):\n    sum(range(10**12))", [GRID]), ok,
+            ("import os\ndef transform(g):\n    os._exit(1)", [GRID]), ok,
+            ("import numpy as np\nnp.zeros = None\ndef transform(g):\n    return g", [GRID]), ok, ok, ok]
+    with Sandbox(workers=1, limits=Limits(timeout_s=0.3, kill_grace_s=0.2), dedupe=False) as sb:
+        results = sb.run(jobs)
+    assert [r.status for r in results] == [Status.TIMEOUT, Status.OK, Status.CRASHED, Status.OK,
+                                           Status.OK, Status.OK, Status.OK, Status.OK]
+    assert results[4].worker_replaced
+
+
+KINDS = {
+    "ok": ("def transform(g):\n    return g", Status.OK),
+    "raise": ("def transform(g):\n    raise ValueError", Status.RUNTIME_ERROR),
+    "exit": ("import os\ndef transform(g):\n    os._exit(2)", Status.CRASHED),
+    "tamper": ("import numpy as np\nnp.zeros = None\ndef transform(g):\n    return g", Status.OK),
+    "hang": ("def transform(g):\n    sum(range(10**12))", Status.TIMEOUT),
+    "invalid": ("def transform(g):\n    return 'x'", Status.INVALID_OUTPUT),
+    "truncated": ("```python\ndef transform(g):", Status.NO_CODE),
+}
+
+
+@pytest.fixture(scope="module")
+def small_sb():
+    with Sandbox(workers=2, limits=Limits(timeout_s=0.2, kill_grace_s=0.1)) as sandbox:
+        yield sandbox
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(sorted(KINDS)), min_size=1, max_size=14).filter(lambda ks: ks.count("hang") <= 2),
+       st.booleans())
+def test_every_job_gets_exactly_one_result_whatever_the_mix(small_sb, kinds, lazy):
+    jobs = [Job(KINDS[k][0], [GRID], key=i) for i, k in enumerate(kinds)]
+    results = list(small_sb.imap(iter(jobs) if lazy else jobs))
+    assert sorted(r.index for r in results) == list(range(len(kinds)))
+    for r in results:
+        assert r.key == r.index and r.status is KINDS[kinds[r.index]][1], (kinds[r.index], r)
