@@ -419,3 +419,15 @@ def _looks_like_set_name(path: str) -> bool:
 def _require_package(module: str, message: str) -> None:
     if importlib.util.find_spec(module) is None:
         raise ConfigError(message)
+
+
+def load_tasks_or_fail(path: str, max_tasks: int | None) -> dict:
+    """Tasks of ``--dataset-path`` (the first ``max_tasks``); any failure is a one-line option error."""
+    from .data import load_tasks
+    try:
+        tasks = load_tasks(path)
+    except Exception as exc:  # any parse failure of a user file becomes a one-line option error
+        raise ConfigError(f"--dataset-path: cannot load {path}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+    if not tasks:
+        raise ConfigError(f"--dataset-path: no tasks in {path}")
+    return dict(list(tasks.items())[:max_tasks])

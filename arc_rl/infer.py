@@ -30,7 +30,7 @@ from arc_sandbox.limits import Limits
 from arc_sandbox.results import Job, ProgramResult, Status
 from arc_sandbox.tasks import Task
 
-from .config import ConfigError, InferConfig, to_yaml
+from .config import InferConfig, load_tasks_or_fail, to_yaml
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +104,6 @@ def infer(config: InferConfig) -> InferResult:
                    else _unevaluated(prompts, completions))
     timings["evaluate_s"] = time.perf_counter() - start
     return _write(config, tasks, predictions, skipped, timings)
-
-
-def load_tasks_or_fail(path: str, max_tasks: int | None) -> dict[str, Task]:
-    from .data import load_tasks
-    try:
-        tasks = load_tasks(path)
-    except Exception as exc:  # any parse failure of a user file becomes a one-line option error
-        raise ConfigError(f"--dataset-path: cannot load {path}: {' '.join(str(exc).split())}") from None
-    if not tasks:
-        raise ConfigError(f"--dataset-path: no tasks in {path}")
-    return dict(list(tasks.items())[:max_tasks])
 
 
 def _prompt(task: Task, tokenizer, config: InferConfig, rng: np.random.Generator) -> Prompt:

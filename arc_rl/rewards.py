@@ -28,7 +28,7 @@ import numpy as np
 from arc_sandbox.compare import Comparison, similarity_pairs
 from arc_sandbox.extract import extract_code
 from arc_sandbox.limits import Limits
-from arc_sandbox.metrics import PartitionScore, TaskScore, distinct_grids, score_outputs
+from arc_sandbox.metrics import TaskScore, distinct_grids, partition_score, score_outputs
 from arc_sandbox.results import Job, ProgramResult, Status
 from arc_sandbox.tasks import Task
 
@@ -146,22 +146,13 @@ def _task_scores(task: Task, table: np.ndarray, found: dict[int, dict[int, Compa
         if score is None:
             grid_of = dict(zip(found, row))
             comparisons = tuple(found[j].get(grid_of[j], _MISSING) if j in found else None for j in range(n_inputs))
-            score = by_row[row] = TaskScore(train=_partition(comparisons[:n_train]),
-                                            test=_partition(comparisons[n_train:]), comparisons=comparisons)
+            score = by_row[row] = TaskScore(train=partition_score(comparisons[:n_train]),
+                                            test=partition_score(comparisons[n_train:]), comparisons=comparisons)
         out.append(score)
     return out
 
 
 _MISSING = Comparison(exact=False, same_shape=False, similarity=0.0)
-
-
-def _partition(comparisons: Sequence[Comparison | None]) -> PartitionScore:
-    scored = [c for c in comparisons if c is not None]
-    if not scored:
-        return PartitionScore(0.0, 0.0, False, 0)
-    exact = sum(c.exact for c in scored)
-    return PartitionScore(pixel_score=sum(c.similarity for c in scored) / len(scored),
-                          correct_grids=exact / len(scored), all_correct=exact == len(scored), n=len(scored))
 
 
 # --------------------------------------------------------------------------- the TRL reward callable

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -18,7 +17,7 @@ import yaml
 from arc_sandbox.limits import Limits
 from arc_sandbox.tasks import Task
 
-from .config import ConfigError, TrainConfig, to_yaml
+from .config import ConfigError, TrainConfig, load_tasks_or_fail, to_yaml
 
 if TYPE_CHECKING:
     from .monitor import Alert
@@ -106,7 +105,7 @@ def _train(config: TrainConfig, source: TaskSource, max_steps: int) -> TrainResu
 
 def load_task_source(config: TrainConfig) -> TaskSource:
     """Reads (or, for a BARC ``.jsonl``, peeks into) the dataset now, so a bad file fails before the model loads."""
-    from .data import iter_barc_jsonl, load_tasks
+    from .data import iter_barc_jsonl
 
     path = config.dataset_path
     if path.endswith((".jsonl", ".jsonl.gz")):
@@ -119,13 +118,7 @@ def load_task_source(config: TrainConfig) -> TaskSource:
         except (OSError, UnicodeDecodeError, EOFError) as exc:
             raise ConfigError(f"--dataset-path: cannot read {path}: {exc}") from None
         return TaskSource(stream, config.max_tasks, f"BARC rows streamed from {path}")
-    try:
-        tasks = load_tasks(path)
-    except Exception as exc:  # any parse failure of a user file becomes a one-line option error
-        raise ConfigError(f"--dataset-path: cannot load {path}: {_one_line(exc)}") from None
-    if not tasks:
-        raise ConfigError(f"--dataset-path: no tasks in {path}")
-    chosen = list(tasks.values())[:config.max_tasks]
+    chosen = list(load_tasks_or_fail(path, config.max_tasks).values())
     return TaskSource(lambda: chosen, len(chosen), f"{len(chosen)} tasks from {path}")
 
 
@@ -253,7 +246,3 @@ def _start_file_log(output_dir: Path) -> logging.Handler:
     logger.addHandler(handler)
     logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
     return handler
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

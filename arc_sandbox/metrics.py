@@ -63,11 +63,12 @@ def score_outputs(outputs: Sequence[Any], task: Task) -> TaskScore:
                          f"(train + test inputs), got {len(outputs)}")
     comparisons = tuple(None if want is None else compare(got, want) for got, want in zip(outputs, expected))
     n_train = len(task.train)
-    return TaskScore(train=_partition(comparisons[:n_train]), test=_partition(comparisons[n_train:]),
+    return TaskScore(train=partition_score(comparisons[:n_train]), test=partition_score(comparisons[n_train:]),
                      comparisons=comparisons)
 
 
-def _partition(comparisons: Iterable[Comparison | None]) -> PartitionScore:
+def partition_score(comparisons: Iterable[Comparison | None]) -> PartitionScore:
+    """Pixel score, correct-grid fraction and all-correct flag over the grids that have an expected output."""
     scored = [c for c in comparisons if c is not None]
     if not scored:
         return PartitionScore(0.0, 0.0, False, 0)

@@ -28,7 +28,7 @@ SLOW = (PROGRAMS["timeout"][1], PROGRAMS["memory_hog"][1])
 def timed_run(isolation: Isolation, jobs, workers: int) -> tuple[float, float]:
     """(start-up seconds, run seconds) on a fresh Sandbox."""
     t0 = time.perf_counter()
-    with Sandbox(workers=workers, limits=Limits(timeout_s=1.0), isolation=isolation) as sb:
+    with Sandbox(workers=workers, limits=Limits(timeout_s=1.0), isolation=isolation, dedupe=False) as sb:
         t1 = time.perf_counter()
         sb.run(jobs)
         t2 = time.perf_counter()

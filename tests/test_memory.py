@@ -6,7 +6,6 @@ take several seconds), hence the generous timeouts.
 """
 from __future__ import annotations
 
-import numpy as np
 import psutil
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arc_sandbox.augment import Augmentation
 from arc_sandbox.records import read_results, record_to_result, result_to_record, write_records
 from arc_sandbox.results import ProgramResult, Status
 from arc_sandbox.strategies import augmentations, program_results, tasks

@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arc_rl.cli import build_parser, main
-from arc_rl.config import (ConfigError, InferConfig, TrainConfig, add_arguments, flag, from_namespace, load_yaml,
+from arc_rl.config import (ConfigError, InferConfig, TrainConfig, flag, from_namespace, load_yaml,
                            to_yaml)
 
 REPO = Path(__file__).resolve().parents[1]
