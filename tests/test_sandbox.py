@@ -379,3 +379,14 @@ def test_every_job_gets_exactly_one_result_whatever_the_mix(small_sb, kinds, laz
     assert sorted(r.index for r in results) == list(range(len(kinds)))
     for r in results:
         assert r.key == r.index and r.status is KINDS[kinds[r.index]][1], (kinds[r.index], r)
+
+
+def test_workers_do_not_inherit_a_torch_holding_caller():
+    torch = pytest.importorskip("torch")
+    torch.ones(1)   # the caller now holds torch (and its thread pools)
+    probe = ("import sys\ndef transform(g):\n    rss = int(open('/proc/self/statm').read().split()[1]) * 4 // 1024\n"
+             "    return [[int('torch' in sys.modules), min(rss // 10, 9)]]")
+    with Sandbox(workers=1) as sb:
+        out = sb.run([(probe, [GRID])])[0].outputs[0]
+    assert out[0, 0] == 0          # no torch in the worker
+    assert out[0, 1] < 9           # resident size under ~90 MB (a torch parent's fork starts at 200+ MB)
