@@ -251,31 +251,32 @@ def _task_metrics(task: Task, results: Sequence[ProgramResult], ks: tuple[int, .
 def distinct_grids(grids: Sequence[Any]) -> tuple[np.ndarray, list[np.ndarray]]:
     """Ids of distinct valid grids (-1 for missing or invalid ones) and the distinct grids, as int64.
 
-    For scoring many programs' outputs for one input: compare each distinct grid once. Grids are
-    validated once per distinct value, not once per program: that is most of the cost.
+    Ids number the distinct grids in the order they first appear. For scoring many programs'
+    outputs for one input: compare each distinct grid once. Grids are validated once per distinct
+    value, and hashed once per distinct object, not once per program: that is most of the cost.
     """
+    grids = list(grids)    # holds every object while its id() stands for it
+    # Samples often share output objects (a repeated or cached result): look at each object once.
+    object_ids = np.fromiter(map(id, grids), dtype=np.uint64, count=len(grids))
+    _, first, which_object = np.unique(object_ids, return_index=True, return_inverse=True)
+    by_position = np.argsort(first)     # objects in order of first appearance
+    first, which_object = first[by_position], np.argsort(by_position)[which_object.ravel()]
+    arrays = [_as_int64_grid(grids[i]) for i in first.tolist()]
     index: dict[tuple, int] = {}
-    uniques: list[np.ndarray] = []
-    column = []
-    for grid in grids:
-        if grid is None:
-            column.append(-1)
-            continue
-        if type(grid) is not np.ndarray or grid.dtype != _INT64 or grid.ndim != 2:
-            grid = grid_or_none(grid)
-            if grid is None:
-                column.append(-1)
-                continue
-        key = (grid.shape, grid.tobytes())
-        uid = index.get(key)
-        if uid is None:
-            uid = index[key] = len(uniques)
-            uniques.append(grid)
-        column.append(uid)
-    valid = np.flatnonzero(_valid_grids(uniques))
-    renumber = np.full(len(uniques) + 1, -1, dtype=np.int64)   # the last slot maps -1 to -1
+    value_of = np.array([-1 if a is None else index.setdefault((a.shape, a.tobytes()), len(index))
+                         for a in arrays] + [-1], dtype=np.int64)    # the last slot maps -1 to -1
+    _, rep = np.unique(value_of[:-1], return_index=True)
+    rep = rep[value_of[rep] >= 0]       # one object per distinct value, in order of first appearance
+    valid = np.flatnonzero(_valid_grids([arrays[i] for i in rep.tolist()]))
+    renumber = np.full(len(rep) + 1, -1, dtype=np.int64)
     renumber[valid] = np.arange(len(valid))
-    return renumber[np.asarray(column, dtype=np.int64)], [uniques[i] for i in valid]
+    return renumber[value_of[which_object]], [arrays[i] for i in rep[valid].tolist()]
+
+
+def _as_int64_grid(grid: Any) -> np.ndarray | None:
+    if type(grid) is np.ndarray and grid.dtype == _INT64 and grid.ndim == 2:
+        return grid     # the common case, checked for size and colours in bulk by _valid_grids
+    return grid_or_none(grid)
 
 
 def _valid_grids(grids: Sequence[np.ndarray]) -> np.ndarray:
@@ -283,9 +284,9 @@ def _valid_grids(grids: Sequence[np.ndarray]) -> np.ndarray:
     valid = np.array([1 <= g.shape[0] <= MAX_SIDE and 1 <= g.shape[1] <= MAX_SIDE for g in grids], dtype=bool)
     sized = np.flatnonzero(valid)
     if sized.size:
-        flat = np.concatenate([grids[i].ravel() for i in sized])
+        flat = np.concatenate([grids[i] for i in sized], axis=None).view(np.uint64)   # negative colours wrap to huge
         starts = np.cumsum([0] + [grids[i].size for i in sized[:-1]])
-        valid[sized] = ~np.logical_or.reduceat((flat < 0) | (flat > 9), starts)
+        valid[sized] = ~np.logical_or.reduceat(flat > 9, starts)
     return valid
 
 
