@@ -15,7 +15,8 @@ numbers meant for the 64-bit table), then answers each listed system call:
   ``O_APPEND``), ``creat`` and path operations that change the file system -> ``EACCES`` /
   ``EPERM``; ``openat2`` -> ``ENOSYS`` (libraries fall back to ``openat``, which is checked);
 * ``socket`` -> ``EPERM``;
-* raising resource limits (``setrlimit``, ``prlimit64`` with a new value) -> ``EPERM``;
+* changing resource limits (``setrlimit``, ``prlimit64`` with a new value) -> ``EPERM``, except the
+  process's own soft RLIMIT_CPU (below its hard cap);
 * namespaces, mounts, io_uring (its requests bypass seccomp), bpf, perf events, userfaultfd and
   the kernel key ring -> ``EPERM``.
 
@@ -29,6 +30,7 @@ import ctypes
 import errno
 import os
 import platform
+import resource
 from dataclasses import dataclass
 
 # Classic BPF opcodes (linux/filter.h) and seccomp return actions (linux/seccomp.h).
@@ -179,8 +181,11 @@ def _allow_only_threads() -> list[Insn]:
 
 
 def _allow_only_reading_limits() -> list[Insn]:
-    """prlimit64(pid, resource, new, old): allowed only with new == NULL (a 64-bit pointer)."""
-    return [_ld(_arg_lo(2)), (_JEQ_K, 0, 2, 0), _ld(_arg_hi(2)), (_JEQ_K, 1, 0, 0),
+    """prlimit64(pid, resource, new, old): allowed with new == NULL (a 64-bit pointer), or on this
+    process's own RLIMIT_CPU: the worker sets a CPU budget per program, under a hard cap it
+    cannot raise (no CAP_SYS_RESOURCE after the privilege drop)."""
+    return [_ld(_arg_lo(2)), (_JEQ_K, 0, 2, 0), _ld(_arg_hi(2)), (_JEQ_K, 5, 0, 0),
+            _ld(_arg_lo(1)), (_JEQ_K, 0, 2, resource.RLIMIT_CPU), _ld(_arg_lo(0)), (_JEQ_K, 1, 0, 0),
             _errno(errno.EPERM), _ret(_RET_ALLOW)]
 
 

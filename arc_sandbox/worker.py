@@ -38,6 +38,8 @@ _PR_SET_PDEATHSIG = 1
 # Retire a worker whose own footprint crept up by this much: the program's allowance is
 # counted from the baseline measured at start.
 _MAX_GROWTH_KB = 64 * 1024
+# A worker's lifetime CPU allowance (hard RLIMIT_CPU, which it cannot raise); it retires before.
+_CPU_CAP_S = 3600
 # A program that leaves more than this resident gets the heap it freed trimmed (see settle).
 _TRIM_ABOVE_KB = 2048
 _LIBC = ctypes.CDLL(None)
@@ -133,6 +135,7 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
     base_rss, base_vm = probe.rss_kb(), probe.vm_kb()
     mem_limit = (base_vm + int(limits.memory_mb * 1024)) * 1024
     resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
+    resource.setrlimit(resource.RLIMIT_CPU, (_CPU_CAP_S, _CPU_CAP_S))
     signal.signal(signal.SIGALRM, _on_alarm)
     layers = harden_current_process(isolation)   # after imports and limits, before any program
     guard = Guard(exempt=(common.Color,))
@@ -150,7 +153,7 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
         strays = reap_descendants() if reply.retire else []
         if strays:
             reply.retire = f"killed processes the program left behind: pids {strays}"
-        reply.retire = reply.retire or _growth(probe, base_rss, base_vm)
+        reply.retire = reply.retire or _growth(probe, base_rss, base_vm) or _cpu_spent(limits)
         if served == limits.max_programs_per_worker:
             reply.retire = reply.retire or f"recycled after {served} programs"
         conn.send_bytes(reply.to_bytes())
@@ -179,6 +182,19 @@ def _growth(probe: MemoryProbe, base_rss: int, base_vm: int) -> str | None:
     vm, rss = probe.sizes_kb()
     if rss - base_rss > _MAX_GROWTH_KB or vm - base_vm > _MAX_GROWTH_KB:
         return f"worker grew by {(rss - base_rss) // 1024} MB resident, {(vm - base_vm) // 1024} MB virtual"
+    return None
+
+
+def _cpu_budget(limits: Limits) -> None:
+    """RLIMIT_CPU as a kernel backstop: SIGXCPU kills a program that outlives its time by a
+    second of CPU even if the alarm is blocked and the parent cannot kill (it never should)."""
+    soft = min(_CPU_CAP_S, int(time.process_time() + limits.timeout_s) + 2)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, _CPU_CAP_S))
+
+
+def _cpu_spent(limits: Limits) -> str | None:
+    if time.process_time() + limits.timeout_s + 2 >= _CPU_CAP_S:
+        return f"worker used its {_CPU_CAP_S} s of CPU time"
     return None
 
 
@@ -229,6 +245,7 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
         _set_stdio(out, out)
         guard.arm()
         _in_program = True
+        _cpu_budget(limits)
         signal.setitimer(signal.ITIMER_REAL, limits.timeout_s)
         fn = _load(request, limits, run)
         if fn is not None and tracer:

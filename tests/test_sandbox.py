@@ -390,3 +390,17 @@ def test_workers_do_not_inherit_a_torch_holding_caller():
         out = sb.run([(probe, [GRID])])[0].outputs[0]
     assert out[0, 0] == 0          # no torch in the worker
     assert out[0, 1] < 9           # resident size under ~90 MB (a torch parent's fork starts at 200+ MB)
+
+
+def test_cpu_limit_is_a_kernel_backstop_when_the_alarm_is_blocked():
+    src = """
+        import signal
+        def transform(g):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            while True:
+                pass
+        """
+    # A parent that waits far too long: the kernel's CPU limit ends the program on its own.
+    r = run_program(prog(src), [GRID], limits=Limits(timeout_s=0.3, kill_grace_s=30))
+    assert (r.status, r.error_type) == (Status.TIMEOUT, "SIGXCPU")
+    assert r.wall_s < 5
