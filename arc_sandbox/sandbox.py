@@ -98,6 +98,11 @@ class Sandbox:
 
     >>> with Sandbox(workers=2, limits=Limits(timeout_s=1.0, memory_mb=512)) as sb:
     ...     results = sb.run([("def transform(g): return g.T", [[[1, 2]]])])
+
+    ``workers``: worker processes (default: one per available core). ``progress``: a tqdm bar.
+    ``memory_floor_mb``: host memory guard (default min(1 GB, 5 % of RAM)). ``isolation``: the
+    hardening layers (``hardening.Isolation``). ``dedupe``: jobs with the same code, entry and
+    inputs in one ``run``/``imap`` call run once (programs are seeded, so they agree).
     """
 
     def __init__(self, workers: int | None = None, limits: Limits | None = None, *,
