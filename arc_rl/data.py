@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from arc_sandbox.grids import MAX_SIDE, GridError, as_grid
+from arc_sandbox.grids import MAX_SIDE, GridError, as_grid, is_grid
 from arc_sandbox.tasks import Pair, Task
 
 from .prompts import render_prompt
@@ -135,7 +135,7 @@ def _row_to_task(line: str, line_no: int, rng: np.random.Generator, report: Read
         try:
             pairs = [Pair(as_grid(pool[i][0]), as_grid(pool[i][1])) for i in chosen]
         except GridError:
-            bad = next(i for i in chosen if not (_is_grid(pool[i][0]) and _is_grid(pool[i][1])))
+            bad = next(i for i in chosen if not (is_grid(pool[i][0]) and is_grid(pool[i][1])))
             report.note(line_no, SkipReason.INVALID_GRID, "a grid holds values outside 0..9 or non-integers",
                         row=False)
             pool.pop(bad)
@@ -176,14 +176,6 @@ def _shape(grid: Any) -> tuple[int, int] | None:
     if any(not isinstance(row, list) or len(row) != width for row in grid):
         return None
     return len(grid), width
-
-
-def _is_grid(grid: Any) -> bool:
-    try:
-        as_grid(grid)
-    except GridError:
-        return False
-    return True
 
 
 def _draw_pairs(pixels: list[int], rng: np.random.Generator, max_pixels: int) -> list[int] | None:

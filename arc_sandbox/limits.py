@@ -1,7 +1,6 @@
 """Resource limits applied to every program the sandbox runs."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 
@@ -36,6 +35,3 @@ class Limits:
                 raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
             raise ValueError(f"Limits.seed must be a non-negative integer or None, got {self.seed!r}")
-
-    def replace(self, **changes) -> "Limits":
-        return dataclasses.replace(self, **changes)

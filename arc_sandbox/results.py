@@ -80,7 +80,3 @@ class ProgramResult:
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
-
-    @property
-    def valid_outputs(self) -> int:
-        return sum(s is Status.OK for s in self.grid_statuses)
