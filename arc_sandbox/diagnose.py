@@ -181,8 +181,8 @@ def trace_allocations(results: Sequence[ProgramResult | None], jobs: Sequence[Jo
     if isinstance(sandbox_or_limits, Sandbox):
         traced = sandbox_or_limits.run(traced_jobs)
     else:
-        limits = sandbox_or_limits.replace(timeout_s=max(5 * sandbox_or_limits.timeout_s, 5.0),
-                                           kill_grace_s=max(sandbox_or_limits.kill_grace_s, 5.0))
+        limits = dataclasses.replace(sandbox_or_limits, timeout_s=max(5 * sandbox_or_limits.timeout_s, 5.0),
+                                     kill_grace_s=max(sandbox_or_limits.kill_grace_s, 5.0))
         with Sandbox(workers=min(len(traced_jobs), len(os.sched_getaffinity(0))), limits=limits) as sb:
             traced = sb.run(traced_jobs)
     return dict(zip(chosen, traced))
