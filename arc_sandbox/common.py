@@ -857,6 +857,9 @@ def _as_choices(value):
     return value if isinstance(value, list) else [value]
 
 
+_MAX_SPRITE_TRIES = 10_000   # about a second for small sprites
+
+
 def random_sprite(n, m, density=0.5, symmetry=None, color_palette=None, connectivity=4, background=Color.BLACK):
     """
     Generate a random contiguous sprite touching all four sides of its box.
@@ -866,7 +869,7 @@ def random_sprite(n, m, density=0.5, symmetry=None, color_palette=None, connecti
     color_palette: colors to use (None: random). Returns the sprite.
     """
     n_choices, m_choices = _as_choices(n), _as_choices(m)
-    while True:
+    for _ in range(_MAX_SPRITE_TRIES):
         can_be_square = any(a == b for a in n_choices for b in m_choices)
         pool = ["horizontal", "vertical", "not_symmetric", "mirror"]
         if can_be_square:
@@ -884,6 +887,10 @@ def random_sprite(n, m, density=0.5, symmetry=None, color_palette=None, connecti
         if (np.any(sprite[0, :] != background) and np.any(sprite[-1, :] != background)
                 and np.any(sprite[:, 0] != background) and np.any(sprite[:, -1] != background)):
             return sprite
+    # BARC retries forever; some requests can never succeed (a 3x3 "mirror" sprite with
+    # connectivity 4). The RNG sequence of every call that does succeed is unchanged.
+    raise ValueError(f"random_sprite: no {n}x{m} sprite (symmetry {symmetry!r}, connectivity {connectivity}) "
+                     f"touching all four edges after {_MAX_SPRITE_TRIES} tries")
 
 
 def _sprite_density(width, height, density):
