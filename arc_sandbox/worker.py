@@ -145,7 +145,7 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
             data = conn.recv_bytes()
         except (EOFError, OSError):
             os._exit(0)
-        request = Request.from_bytes(data, max(30, limits.max_grid_side))
+        request = Request.from_bytes(data, limits.max_input_side)
         reply = run_request(request, limits, probe, guard)
         reply.retire = guard.check(request.code)
         # Every way to start a process from Python is audited, so only a tainted run can
