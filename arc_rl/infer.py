@@ -19,6 +19,7 @@ import gzip
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -31,6 +32,7 @@ from arc_sandbox.results import Job, ProgramResult, Status
 from arc_sandbox.tasks import Task
 
 from .config import InferConfig, load_tasks_or_fail, to_yaml
+from .data import prompt_tasks
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class InferResult:
     submission_path: Path | None = None
     table: Any = None                               # arc_sandbox.metrics.MetricsTable with --evaluate
     skipped_prompts: int = 0
+    skipped_tasks: dict[str, int] = field(default_factory=dict)   # SkipReason value -> tasks never prompted
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -88,9 +91,11 @@ def infer(config: InferConfig) -> InferResult:
 
     start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
+    skipped_tasks: Counter = Counter()
+    promptable = [task for task in prompt_tasks(tasks.values(), skipped_tasks) if task is not None]
     prompts, completions, skipped = [], [], 0
     for _ in range(config.n_predictions // config.batch_size):
-        round_prompts = [_prompt(task, tokenizer, config, rng) for task in tasks.values()]
+        round_prompts = [_prompt(task, tokenizer, config, rng) for task in promptable]
         kept = [p for p in round_prompts if _fits(p.text, tokenizer, config)]
         skipped += len(round_prompts) - len(kept)
         prompts += kept
@@ -103,7 +108,9 @@ def infer(config: InferConfig) -> InferResult:
     predictions = (evaluate(prompts, completions, config) if config.evaluate
                    else _unevaluated(prompts, completions))
     timings["evaluate_s"] = time.perf_counter() - start
-    return _write(config, tasks, predictions, skipped, timings)
+    result = _write(config, tasks, predictions, skipped, timings)
+    result.skipped_tasks = {str(reason): n for reason, n in skipped_tasks.items()}
+    return result
 
 
 def _prompt(task: Task, tokenizer, config: InferConfig, rng: np.random.Generator) -> Prompt:

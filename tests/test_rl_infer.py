@@ -100,3 +100,17 @@ def test_prompts_too_long_for_the_model_are_skipped_not_fatal(setup, tmp_path):
                                max_output_tokens=8, max_model_len=16, backend="transformers", n_jobs=1))
     assert result.skipped_prompts == 3 and result.predictions == {}
     assert result.table.mean.n == 0      # every task is in the table, unsolved
+
+
+def test_a_task_without_test_inputs_is_skipped_and_counted(setup, tmp_path):
+    model, tasks_path = setup
+    tasks = json.loads(tasks_path.read_text())
+    tasks["no_test"] = {"train": [{"input": [[1]], "output": [[1]]}], "test": []}
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps(tasks))
+    result = infer(InferConfig(base_model_path=str(model), dataset_path=str(path), output_folder=str(tmp_path / "out"),
+                               n_predictions=1, batch_size=1, max_output_tokens=4, max_model_len=512,
+                               backend="transformers", n_jobs=1))
+    assert result.skipped_tasks == {"no_test_input": 1}
+    assert set(result.predictions) == set(tasks) - {"no_test"}
+    assert "no_test" in json.loads(result.submission_path.read_text())   # still listed, with no test inputs
