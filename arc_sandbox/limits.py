@@ -34,7 +34,8 @@ class Limits:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"Limits.{name} must be a positive number, got {value!r}")
-        for name in ("max_grid_side", "max_input_side", "max_input_cells", "max_stdout_bytes", "max_error_chars", "max_programs_per_worker"):
+        for name in ("max_grid_side", "max_input_side", "max_input_cells", "max_stdout_bytes", "max_error_chars",
+                     "max_programs_per_worker"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")
