@@ -15,13 +15,13 @@ import os
 import random
 import resource
 import signal
+import socket
 import sys
 import time
 import traceback
 import types
 
 import numpy as np
-from multiprocess.connection import Connection
 
 from . import common
 from .alloc_trace import AllocTracer
@@ -30,7 +30,7 @@ from .hardening import harden_current_process, reap_descendants
 from .limits import Limits
 from .pristine import PROGRAM_MODULE, Guard
 from .results import Status
-from .wire import Reply, Request
+from .wire import EXIT_REPLY_LOST, EXIT_REQUEST_LOST, MAX_REPLY_BYTES, Reply, Request, frame, frame_length
 
 PROGRAM_FILE = "<program>"
 _RAISE = dis.opmap["RAISE_VARARGS"]
@@ -45,6 +45,9 @@ _TRIM_ABOVE_KB = 2048
 _LIBC = ctypes.CDLL(None)
 _reset_common = common.reset_state   # taken now: a program may rebind the module's name
 _M_MMAP_THRESHOLD = -3
+# Read through the C descriptors: a program's exception class may shadow them with properties.
+_TRACEBACK = BaseException.__traceback__.__get__
+_CONTEXT = BaseException.__context__.__get__
 
 
 class Deadline(BaseException):
@@ -128,8 +131,13 @@ class MemoryProbe:
 
 
 def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
-    """Worker main loop: set up, say hello, then run requests until the parent goes away."""
-    conn = Connection(fd)
+    """Worker main loop: set up, say hello, then run requests until the parent goes away.
+
+    ``fd`` is the control socket: requests come in on it, each with a fresh socket of its own
+    for the reply (see docs/security.md). The worker says hello and then shuts its sending side,
+    so nothing written later by a program can travel on it.
+    """
+    ctrl = socket.socket(fileno=fd)
     _detach()
     probe = MemoryProbe(limits.measure_memory)
     base_rss, base_vm = probe.rss_kb(), probe.vm_kb()
@@ -138,16 +146,22 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (_CPU_CAP_S, _CPU_CAP_S))
     signal.signal(signal.SIGALRM, _on_alarm)
     layers = harden_current_process(isolation)   # after imports and limits, before any program
-    guard = Guard(exempt=(common.Color,))
-    conn.send_bytes(_hello(base_rss, base_vm, mem_limit, layers))
+    guard = Guard(exempt=(common.Color,), cpu_cap_s=_CPU_CAP_S,
+                  trusted_frames=(common._check_recursion_budget.__code__,))
+    check = guard.check   # bound now: a program may rebind Guard.check on the class
+    ctrl.sendall(frame(_hello(base_rss, base_vm, mem_limit, layers)))
+    ctrl.shutdown(socket.SHUT_WR)
     for served in range(1, limits.max_programs_per_worker + 1):
         try:
-            data = conn.recv_bytes()
-        except (EOFError, OSError):
-            os._exit(0)
+            got = _next_request(ctrl)
+        except OSError:
+            os._exit(EXIT_REQUEST_LOST)
+        if got is None:
+            os._exit(0)   # the parent closed the socket
+        data, reply_fd = got
         request = Request.from_bytes(data, max(30, limits.max_grid_side))
         reply = run_request(request, limits, probe, guard)
-        reply.retire = guard.check(request.code)
+        reply.retire = check(request.code)
         # Every way to start a process from Python is audited, so only a tainted run can
         # have left one behind: skip the /proc walk otherwise.
         strays = reap_descendants() if reply.retire else []
@@ -156,10 +170,40 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
         reply.retire = reply.retire or _growth(probe, base_rss, base_vm) or _cpu_spent(limits)
         if served == limits.max_programs_per_worker:
             reply.retire = reply.retire or f"recycled after {served} programs"
-        conn.send_bytes(reply.to_bytes())
+        _send_reply(reply_fd, reply, limits)
         if reply.retire:
             break
     os._exit(0)
+
+
+def _next_request(ctrl: socket.socket) -> tuple[bytes, int] | None:
+    """One framed request and the reply socket that came with it; None at end of file."""
+    buf, fds = bytearray(), []
+    while len(buf) < 4 or len(buf) < 4 + frame_length(buf):
+        data, got, _, _ = socket.recv_fds(ctrl, 1 << 16, 1)
+        if not data:
+            return None
+        buf += data
+        fds += got
+    if len(fds) != 1:
+        raise OSError("request came without its reply socket")
+    return bytes(buf[4:]), fds[0]
+
+
+def _send_reply(fd: int, reply: Reply, limits: Limits) -> None:
+    data = reply.to_bytes()
+    if len(data) + 4 > MAX_REPLY_BYTES:   # only a job with thousands of inputs gets here
+        n = len(reply.grid_statuses)
+        data = Reply(status=Status.INVALID_OUTPUT.value, grid_statuses=[Status.INVALID_OUTPUT.value] * n,
+                     outputs=[None] * n, error_type="ReplyTooLarge",
+                     error_message=f"the reply ({len(data)} bytes) is over the {MAX_REPLY_BYTES}-byte cap: "
+                                   "split the job into fewer inputs", cpu_s=reply.cpu_s, peak_kb=reply.peak_kb,
+                     rss_kb=reply.rss_kb, retire=reply.retire).to_bytes()
+    try:
+        with socket.socket(fileno=fd) as channel:
+            channel.sendall(frame(data))
+    except OSError:   # the program closed the channel, or put another file in its place
+        os._exit(EXIT_REPLY_LOST)
 
 
 def _hello(rss_kb: int, vm_kb: int, mem_limit: int, layers: list) -> bytes:
@@ -188,8 +232,9 @@ def _growth(probe: MemoryProbe, base_rss: int, base_vm: int) -> str | None:
 def _cpu_budget(limits: Limits) -> None:
     """RLIMIT_CPU as a kernel backstop: SIGXCPU kills a program that outlives its time by a
     second of CPU even if the alarm is blocked and the parent cannot kill (it never should)."""
-    soft = min(_CPU_CAP_S, int(time.process_time() + limits.timeout_s) + 2)
-    resource.setrlimit(resource.RLIMIT_CPU, (soft, _CPU_CAP_S))
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]   # the guard lowers it to mark tampering
+    soft = min(hard, int(time.process_time() + limits.timeout_s) + 2)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def _cpu_spent(limits: Limits) -> str | None:
@@ -220,12 +265,13 @@ class _Run:
         self.error_message: str | None = None
         self.namespace: dict = {}   # the program's globals
 
-    def fail(self, status: Status, grids: range, exc: BaseException | None, code: str, limit: int) -> None:
+    def fail(self, status: Status, grids: range, exc: BaseException | None, code: str, limit: int,
+             guard: Guard) -> None:
         for i in grids:
             self.statuses[i] = status
         if self.error_type is None and exc is not None:
             self.error_type = type(exc).__name__
-            self.error_message = _error_text(exc, code, limit)
+            self.error_message = _error_text(exc, code, limit, guard)
 
 
 def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Guard) -> Reply:
@@ -247,12 +293,12 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
         _in_program = True
         _cpu_budget(limits)
         signal.setitimer(signal.ITIMER_REAL, limits.timeout_s)
-        fn = _load(request, limits, run)
+        fn = _load(request, limits, run, guard)
         if fn is not None and tracer:
             fn = tracer.wrap(fn)
         if fn is not None:
             for i, grid in enumerate(request.inputs):
-                _call(fn, grid, i, limits, run, request.code)
+                _call(fn, grid, i, limits, run, request.code, guard)
                 done = i + 1
         else:
             done = n
@@ -277,13 +323,13 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
                  alloc_sites=alloc_sites)
 
 
-def _load(request: Request, limits: Limits, run: _Run):
+def _load(request: Request, limits: Limits, run: _Run, guard: Guard):
     """Compile and execute the program's top level; return its entry function or None."""
     n, code = len(request.inputs), request.code
     try:
         compiled = _compile(code)
     except Exception as exc:   # SyntaxError; ValueError for NUL bytes; RecursionError for deep nesting
-        run.fail(Status.SYNTAX_ERROR, range(n), exc, code, limits.max_error_chars)
+        run.fail(Status.SYNTAX_ERROR, range(n), exc, code, limits.max_error_chars, guard)
         return None
     namespace = run.namespace = {"__name__": PROGRAM_MODULE, "__builtins__": builtins}
     _seed(limits.seed)
@@ -292,19 +338,20 @@ def _load(request: Request, limits: Limits, run: _Run):
     except Deadline:
         raise
     except BaseException as exc:
-        run.fail(_exception_status(exc), range(n), exc, code, limits.max_error_chars)
+        run.fail(_exception_status(exc, guard), range(n), exc, code, limits.max_error_chars, guard)
         return None
     for name in ((request.entry,) if request.entry else ("transform", "main")):
         fn = namespace.get(name)
         if callable(fn):
             return fn
     wanted = request.entry or "transform or main"
-    run.fail(Status.MISSING_ENTRY, range(n), None, code, limits.max_error_chars)
-    run.error_type, run.error_message = "MissingEntry", f"no function named {wanted} in the program"
+    run.fail(Status.MISSING_ENTRY, range(n), None, code, limits.max_error_chars, guard)
+    run.error_type = "MissingEntry"
+    run.error_message = f"no function named {wanted} in the program"[:limits.max_error_chars]
     return None
 
 
-def _call(fn, grid: np.ndarray, i: int, limits: Limits, run: _Run, code: str) -> None:
+def _call(fn, grid: np.ndarray, i: int, limits: Limits, run: _Run, code: str, guard: Guard) -> None:
     _seed(limits.seed)
     try:
         result = fn(grid)
@@ -315,9 +362,10 @@ def _call(fn, grid: np.ndarray, i: int, limits: Limits, run: _Run, code: str) ->
     except GridError as exc:
         run.statuses[i] = Status.INVALID_OUTPUT
         if run.error_type is None:
-            run.error_type, run.error_message = "InvalidOutput", f"output for input {i}: {exc}"
+            run.error_type = "InvalidOutput"
+            run.error_message = f"output for input {i}: {exc}"[:limits.max_error_chars]
     except BaseException as exc:   # SystemExit, KeyboardInterrupt... are the program's errors too
-        run.fail(_exception_status(exc), range(i, i + 1), exc, code, limits.max_error_chars)
+        run.fail(_exception_status(exc, guard), range(i, i + 1), exc, code, limits.max_error_chars, guard)
 
 
 @functools.lru_cache(maxsize=256)
@@ -338,35 +386,57 @@ def _seed(seed: int | None) -> None:
         np.random.seed(seed)
 
 
-def _exception_status(exc: BaseException) -> Status:
+def _exception_status(exc: BaseException, guard: Guard) -> Status:
     """MEMORY_LIMIT only for allocations that failed, not for a ``raise MemoryError`` in code; also
     when the program caught the failed allocation and raised something else while handling it."""
     for _ in range(8):   # the __context__ chain; bounded, a program can make it a cycle
         if exc is None:
             break
-        if isinstance(exc, MemoryError) and not _raised_explicitly(exc):
+        if isinstance(exc, MemoryError) and not _raised_explicitly(exc, guard):
             return Status.MEMORY_LIMIT
-        exc = exc.__context__
+        exc = _CONTEXT(exc)
     return Status.RUNTIME_ERROR
 
 
-def _raised_explicitly(exc: BaseException) -> bool:
+def _raised_explicitly(exc: BaseException, guard: Guard) -> bool:
     """Whether the innermost frame stopped on a ``raise`` statement (a failed allocation stops on a call)."""
-    tb = exc.__traceback__
+    tb = _TRACEBACK(exc)
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code.co_code[tb.tb_lasti] == _RAISE
+    if tb is None:
+        return False
+    with guard.trusted():
+        return tb.tb_frame.f_code.co_code[tb.tb_lasti] == _RAISE
 
 
-def _error_text(exc: BaseException, code: str, limit: int) -> str:
-    linecache.cache[PROGRAM_FILE] = (len(code), None, code.splitlines(True), PROGRAM_FILE)
-    tb = exc.__traceback__   # start at the program's first frame: the worker's own are noise
-    while tb is not None and tb.tb_frame.f_code.co_filename != PROGRAM_FILE:
-        tb = tb.tb_next
-    try:
-        text = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+def _program_frames(exc: BaseException, guard: Guard) -> list[tuple[str, int, str]]:
+    """(file, line, function) of the traceback from the program's first frame: the worker's own are noise."""
+    frames, tb = [], _TRACEBACK(exc)
+    with guard.trusted():   # tracebacks, frames and code objects only: no program code runs here
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            if frames or code.co_filename == PROGRAM_FILE:
+                frames.append((code.co_filename, tb.tb_lineno, code.co_name))
+            tb = tb.tb_next
+    return frames
+
+
+def _error_text(exc: BaseException, code: str, limit: int, guard: Guard) -> str:
+    lines = code.splitlines()
+    parts = ["Traceback (most recent call last):\n"]
+    for filename, lineno, name in _program_frames(exc, guard):
+        parts.append(f'  File "{filename}", line {lineno}, in {name}\n')
+        if filename == PROGRAM_FILE:
+            text = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+        else:
+            text = linecache.getline(filename, lineno)
+        if text.strip():
+            parts.append(f"    {text.strip()}\n")
+    if len(parts) == 1:
+        parts.clear()
+    try:   # may run the program's own __str__: outside the trusted window
+        parts.extend(traceback.format_exception_only(type(exc), exc))
     except BaseException:  # a hostile __str__ or __repr__
-        text = f"{type(exc).__name__} (its message could not be rendered)"
-    finally:
-        linecache.cache.pop(PROGRAM_FILE, None)
+        parts.append(f"{type(exc).__name__} (its message could not be rendered)")
+    text = "".join(parts)
     return text if len(text) <= limit else "..." + text[-limit:]

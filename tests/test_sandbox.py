@@ -403,5 +403,6 @@ def test_cpu_limit_is_a_kernel_backstop_when_the_alarm_is_blocked():
         """
     # A parent that waits far too long: the kernel's CPU limit ends the program on its own.
     r = run_program(prog(src), [GRID], limits=Limits(timeout_s=0.3, kill_grace_s=30))
+    # SIGXCPU itself says the kernel ended it (the parent's kill would say "killed from outside");
+    # no wall-clock bound: on a loaded host 2.3 s of CPU can take many seconds.
     assert (r.status, r.error_type) == (Status.TIMEOUT, "SIGXCPU")
-    assert r.wall_s < 5

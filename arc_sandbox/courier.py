@@ -1,0 +1,139 @@
+"""The parent's end of one worker: one job at a time, each on a socket of its own.
+
+The parent is the trusted courier between the caller and the process that runs programs: it
+never runs program code, and a program can write anything to any descriptor it finds in its
+worker. So (see docs/security.md):
+
+- a request travels on the worker's control socket together with a fresh socket pair's end
+  for its reply; the worker shuts down its sending side of the control socket after its hello,
+  so a program can never write on it;
+- exactly one job is in flight per worker, and its reply socket is closed when the job ends:
+  bytes left over by one program (a thread, a copied descriptor) cannot reach a later job;
+- a reply is read without blocking, bounded in size (``wire.FrameReader``) and in time (the
+  job's deadline, kept by the Sandbox), and must be exactly one frame followed by end of file;
+- after each reply the worker's thread count is read from ``/proc/<pid>/stat``, from outside:
+  a thread a program left running would run during the next job, so the worker is retired.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import time
+
+from .wire import FrameReader, WireError, frame
+
+_HELLO_CAP = 1 << 16
+
+
+class Courier:
+    """The parent's handle on one worker's sockets and on its process (``/proc``)."""
+
+    def __init__(self, ctrl: socket.socket) -> None:
+        ctrl.setblocking(False)
+        self.ctrl = ctrl
+        self.pid = 0                       # known once the hello has arrived
+        self.threads0 = 0                  # the worker's own threads, counted after its hello
+        self.channel: socket.socket | None = None   # the reply socket of the job in flight
+        self.reader: FrameReader | None = None
+        self._hello = FrameReader(_HELLO_CAP)
+        self._stat_fd = -1
+
+    def waitable(self) -> socket.socket | None:
+        """What to wait on: the reply socket of the job in flight, or the control socket for the hello."""
+        if self.channel is not None:
+            return self.channel
+        return None if self.pid else self.ctrl
+
+    # -- start-up ------------------------------------------------------------------------
+    def read_hello(self) -> dict | None:
+        """The worker's hello once it is complete (None until then); WireError if it is malformed."""
+        if not self._hello.pump(self.ctrl):
+            return None
+        try:
+            hello = json.loads(self._hello.payload())
+            pid = hello["pid"]
+            if type(pid) is not int or pid <= 0:
+                raise ValueError("bad pid")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WireError(f"bad hello from a worker ({exc})") from None
+        self.pid = pid
+        try:
+            self._stat_fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self._stat_fd = -1
+        self.threads0 = self.threads() or 1
+        return hello
+
+    # -- one job ------------------------------------------------------------------------------
+    def send(self, payload: bytes, deadline: float) -> None:
+        """Hand one request and the worker's end of a fresh reply socket to the worker.
+
+        Raises OSError (``TimeoutError`` past ``deadline``) when the worker does not take it.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        try:
+            _send_all(self.ctrl, frame(payload), theirs.fileno(), deadline)
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.channel, self.reader = ours, FrameReader()
+
+    def pump(self) -> bool:
+        """Read the reply as it comes; True once it is complete and the socket closed. WireError otherwise."""
+        return self.reader.pump(self.channel)
+
+    def end_job(self) -> None:
+        """Close the job's reply socket: whatever else is written to it goes nowhere."""
+        if self.channel is not None:
+            self.channel.close()
+        self.channel = None
+
+    # -- the process, seen from outside ------------------------------------------------------
+    def _stat(self) -> tuple[bytes, int] | None:
+        """(state letter, thread count) from /proc/<pid>/stat; None once the process is gone."""
+        if self._stat_fd < 0:
+            return None
+        try:
+            raw = os.pread(self._stat_fd, 4096, 0)
+            fields = raw[raw.rindex(b")") + 2:].split()
+            return fields[0], int(fields[17])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def threads(self) -> int | None:
+        stat = self._stat()
+        return None if stat is None else stat[1]
+
+    def alive(self) -> bool:
+        """Running (not a zombie, not gone): its end of file was not its death."""
+        stat = self._stat()
+        return stat is not None and stat[0] not in (b"Z", b"X", b"x")
+
+    def close(self) -> None:
+        self.end_job()
+        self.ctrl.close()
+        if self._stat_fd >= 0:
+            os.close(self._stat_fd)
+            self._stat_fd = -1
+
+
+def _send_all(sock: socket.socket, data: bytes, fd: int, deadline: float) -> None:
+    """Send ``data`` with ``fd`` attached to its first byte, waiting at most until ``deadline``."""
+    view, first = memoryview(data), True
+    while view:
+        try:
+            if first:
+                sent = socket.send_fds(sock, [view], [fd])
+                first = False
+            else:
+                sent = sock.send(view)
+            view = view[sent:]
+        except (BlockingIOError, InterruptedError):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [sock], [], left)[1]:
+                raise TimeoutError("the worker did not take its request") from None
