@@ -12,12 +12,15 @@ worker. So (see docs/security.md):
 - a reply is read without blocking, bounded in size (``wire.FrameReader``) and in time (the
   job's deadline, kept by the Sandbox), and must be exactly one frame followed by end of file;
 - after each reply the worker's thread count is read from ``/proc/<pid>/stat``, from outside:
-  a thread a program left running would run during the next job, so the worker is retired.
+  a thread a program left running would run during the next job, so the worker is retired;
+- and so is its hard ``RLIMIT_CPU``: the pristine guard lowers it when it notes tampering, a
+  mark the program cannot take back, read here where the program cannot reach (pristine.py).
 """
 from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import socket
 import time
@@ -35,6 +38,7 @@ class Courier:
         self.ctrl = ctrl
         self.pid = 0                       # known once the hello has arrived
         self.threads0 = 0                  # the worker's own threads, counted after its hello
+        self.cpu_hard0: int | None = None  # its hard RLIMIT_CPU after its hello
         self.channel: socket.socket | None = None   # the reply socket of the job in flight
         self.reader: FrameReader | None = None
         self._hello = FrameReader(_HELLO_CAP)
@@ -64,6 +68,7 @@ class Courier:
         except OSError:
             self._stat_fd = -1
         self.threads0 = self.threads() or 1
+        self.cpu_hard0 = self.cpu_hard()
         return hello
 
     # -- one job ------------------------------------------------------------------------------
@@ -108,6 +113,17 @@ class Courier:
     def threads(self) -> int | None:
         stat = self._stat()
         return None if stat is None else stat[1]
+
+    def cpu_hard(self) -> int | None:
+        try:
+            return resource.prlimit(self.pid, resource.RLIMIT_CPU)[1]
+        except (OSError, ValueError):   # not permitted (another user's process): the guard's own check stands
+            return None
+
+    def marked(self) -> bool:
+        """The guard noted tampering in the worker (whatever the program did to its notes since)."""
+        hard = self.cpu_hard() if self.cpu_hard0 is not None else None
+        return hard is not None and hard != self.cpu_hard0
 
     def alive(self) -> bool:
         """Running (not a zombie, not gone): its end of file was not its death."""

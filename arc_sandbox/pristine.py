@@ -26,7 +26,6 @@ Writes straight into a module ``__dict__`` bypass (1); they need names such as
 from __future__ import annotations
 
 import builtins
-import contextlib
 import faulthandler
 import gc
 import os
@@ -57,158 +56,187 @@ _TAINTING_EVENTS = frozenset({
 })
 # Attributes whose audited read hands out a frame, and from a frame every caller's locals.
 _FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
-_CPU = resource.RLIMIT_CPU
 
 
 class Guard:
-    """Installed once per worker after preloading; ``check`` after each program."""
+    """Installed once per worker after preloading; ``check`` after each program.
+
+    The worker takes the guard's operations once, before any program (``operations``), and
+    calls only those: replacing ``Guard.check`` on the class later changes nothing.
+    """
 
     def __init__(self, exempt: tuple[object, ...] = (), cpu_cap_s: int | None = None,
                  trusted_frames: tuple[types.CodeType, ...] = ()) -> None:
-        self._exempt = exempt        # objects reset by other means (common.Color)
-        self._trusted_frames = trusted_frames   # code that may call sys._getframe (common's recursion budget)
-        self._cpu_cap = cpu_cap_s    # the hard RLIMIT_CPU; lowered by a second when something is noted
-        self._marked = False
+        self._flags = [False, False, False]   # armed, trusted (the worker reads frames), marked
         self._notes: list[str] = []
-        self._armed = False
-        self._trusted = False        # the worker's own traceback walk: frame reads are expected
         self._count = 0
         self._modules: dict[str, types.ModuleType] = {}
         self._seen = -1   # len(sys.modules) at the last adoption
         self._snapshots: dict[str, tuple[dict, list]] = {}
-        self._deep_access = _DEEP_ACCESS
-        self._hooks = (_WatchedModule.__dict__["__setattr__"], _WatchedModule.__dict__["__delattr__"])
-        self._getrlimit, self._setrlimit = resource.getrlimit, resource.setrlimit
+        self._always: list[tuple[str, object, list]] = []   # the sandbox's own namespaces: every check
+        self._deep_access, self._sweep_every, self._watched_class = _DEEP_ACCESS, SWEEP_EVERY, _WatchedModule
+        self._watch_hooks = (_WatchedModule.__dict__["__setattr__"], _WatchedModule.__dict__["__delattr__"])
         self._cancel_dumps = faulthandler.cancel_dump_traceback_later
         self._state = _runtime_probe()
-        self._adopt_new_modules()
+        self._sweep, self._adopt = self._sweep_modules, self._adopt_new_modules   # bound now
+        self._adopt()
+        self._always = _own_namespaces()
         self._runtime = self._state()
         self._builtins = dict(builtins.__dict__)
         self._builtin_values = list(self._builtins.values())
-        sys.addaudithook(self._audit)
+        sys.addaudithook(_audit_hook(self._flags, self._notes, exempt, trusted_frames, cpu_cap_s))
 
-    # -- arming: only the program's own actions count -------------------------------
-    def arm(self) -> None:
-        self._armed = True
+    def operations(self):
+        """(arm, disarm, trust, heal_builtins, check), bound now, for the worker to keep."""
+        flags = self._flags
 
-    def disarm(self) -> None:
-        self._armed = False
+        def arm() -> None:
+            flags[0] = True
 
-    def heal_builtins(self) -> None:
+        def disarm() -> None:
+            flags[0] = False
+
+        def trust(on: bool) -> None:
+            """The worker reads a traceback's frames itself: no program code runs meanwhile."""
+            flags[1] = on
+
+        return arm, disarm, trust, self.heal_builtins, self.check
+
+    def heal_builtins(self, _len=len, _list=list) -> None:
         """Put builtins back at once: the worker's own bookkeeping needs a working ``len``."""
-        namespace = builtins.__dict__
-        if len(namespace) != len(self._builtins) or list(namespace.values()) != self._builtin_values:
+        namespace = self._builtins_namespace
+        if _len(namespace) != _len(self._builtins) or _list(namespace.values()) != self._builtin_values:
             namespace.clear()
             namespace.update(self._builtins)
             self._notes.append("builtins changed")
 
-    @contextlib.contextmanager
-    def trusted(self):
-        """The worker reads frames of a traceback itself; no program code runs meanwhile."""
-        self._trusted = True
-        try:
-            yield
-        finally:
-            self._trusted = False
-
-    def note(self, reason: str) -> None:
-        if not self._armed:
-            return
-        if len(self._notes) < 8:
-            self._notes.append(reason)
-        if not self._marked and self._cpu_cap:
-            self._marked = True
-            try:   # the mark a program cannot take back (it cannot raise a hard limit)
-                soft, _ = self._getrlimit(_CPU)
-                mark = self._cpu_cap - 1
-                self._setrlimit(_CPU, (mark if soft < 0 else min(soft, mark), mark))
-            except (ValueError, OSError):
-                pass
-
-    def _audit(self, event: str, args: tuple) -> None:
-        # Runs inside whatever raised the event, the program included: it calls no method of
-        # the event's arguments (they may be the program's objects), only identity and type tests.
-        if not self._armed:
-            return
-        if event in ("object.__setattr__", "object.__delattr__"):
-            target = args[0]
-            if any(target is e for e in self._exempt) or _owned_by_program(target):
-                return
-            self.note(f"{event} {_text(args[1])} of a {_type_name(type(target))}")
-        elif event == "object.__getattr__":
-            if not self._trusted and type(args[1]) is str and args[1] in _FRAME_ATTRIBUTES:
-                self.note(f"read {args[1]} (a frame)")
-        elif event == "sys._getframe":
-            if not self._trusted and not (type(args[0]) is types.FrameType
-                                          and any(args[0].f_code is c for c in self._trusted_frames)):
-                self.note("sys._getframe")
-        elif event == "arc_sandbox.module_changed" and len(args) == 2:
-            self.note(f"set {_text(args[0])}.{_text(args[1])}")
-        elif event in _TAINTING_EVENTS or event.startswith("ctypes."):
-            self.note(f"audited event {event}")
+    _builtins_namespace = builtins.__dict__
 
     # -- the check ----------------------------------------------------------------------
-    def check(self, code: str) -> str | None:
+    def check(self, code: str, _len=len) -> str | None:
         """Return why the world is no longer pristine, or None. Resets the notes."""
         self._count += 1
-        reasons, self._notes = self._notes, []
+        reasons = self._notes[:4]
+        self._notes.clear()
         self._cancel_dumps()   # a faulthandler dump armed by the program would write during the next one
-        if self._cpu_cap and self._getrlimit(_CPU)[1] != self._cpu_cap and not reasons:
-            reasons.append("the program reached the worker's internals (its notes were erased)")
+        if self._flags[2] and not reasons:
+            reasons.append("the program reached the worker's internals and erased the guard's notes")
         if self._state() != self._runtime:
             reasons.append("interpreter state changed (recursion limit, stdio, sys.path, numpy errstate, "
                            "warnings filters, cwd, threads, signal handlers, timers or gc callbacks)")
-        if (_WatchedModule.__dict__.get("__setattr__"), _WatchedModule.__dict__.get("__delattr__")) != self._hooks:
+        watched = self._watched_class.__dict__
+        if (watched.get("__setattr__"), watched.get("__delattr__")) != self._watch_hooks:
             reasons.append("the module watch was replaced")
-        if self._count % SWEEP_EVERY == 0 or self._deep_access.search(code):
-            reasons.extend(self._sweep())
-        self._adopt_new_modules()
+        reasons.extend(self._sweep(self._always))
+        if self._count % self._sweep_every == 0 or self._deep_access.search(code):
+            reasons.extend(self._sweep(self._snapshots.items()))
+        self._adopt()
         return "; ".join(reasons[:4]) or None
 
-    def _sweep(self) -> list[str]:
+    def _sweep_modules(self, namespaces, _len=len, _list=list, _exception=Exception) -> list[str]:
         changed = []
-        for name, (namespace, values) in self._snapshots.items():
+        for name, (namespace, values) in namespaces:
             try:
-                same = len(namespace) == len(values) and values == list(namespace.values())
-            except Exception:  # an array-valued attribute was replaced: == is ambiguous
+                same = _len(namespace) == _len(values) and values == _list(namespace.values())
+            except _exception:  # an array-valued attribute was replaced: == is ambiguous
                 same = False
-            if not same or sys.modules.get(name) is not self._modules[name]:
-                changed.append(f"module {name} changed")
+            if not same:
+                changed.append(f"{name} changed")
         return changed
 
-    def _adopt_new_modules(self) -> None:
+    def _adopt_new_modules(self, _modules=sys.modules, _len=len, _list=list, _isinstance=isinstance) -> None:
         """Watch modules imported since the last check, in their state as of now."""
-        if len(sys.modules) == self._seen:
+        if _len(_modules) == self._seen:
             return
-        self._seen = len(sys.modules)
-        for name, module in list(sys.modules.items()):
-            if name in self._modules or not isinstance(module, types.ModuleType):
+        self._seen = _len(_modules)
+        for name, module in _list(_modules.items()):
+            if name in self._modules or not _isinstance(module, types.ModuleType):
                 continue
             _watch(module)
             self._modules[name] = module
-            self._snapshots[name] = (module.__dict__, list(module.__dict__.values()))
+            self._snapshots[f"module {name}"] = (module.__dict__, _list(module.__dict__.values()))
 
 
+def _own_namespaces() -> list[tuple[str, tuple[object, list]]]:
+    """The sandbox's own modules and their classes: small, on the worker's path, swept after every program
+    (a program could rebind ``Reply.to_bytes`` or write into ``worker.__dict__`` without any audit event)."""
+    spaces = []
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("arc_sandbox.") or not isinstance(module, types.ModuleType):
+            continue
+        spaces.append((f"module {name}", (module.__dict__, list(module.__dict__.values()))))
+        for value in list(module.__dict__.values()):
+            if isinstance(value, type) and value.__module__ == name:
+                spaces.append((f"class {name}.{value.__qualname__}", (value.__dict__, list(value.__dict__.values()))))
+    return spaces
 
-# The audit hook reads its arguments through these, never through their own (possibly the
-# program's) attribute lookup, comparison or formatting methods.
-_type_name = type.__dict__["__qualname__"].__get__
 
+def _audit_hook(flags: list, notes: list, exempt: tuple, trusted_frames: tuple, cpu_cap: int | None, *,
+                _type=type, _str=str, _len=len, _min=min, _issubclass=issubclass, _frame=types.FrameType,
+                _function=types.FunctionType, _module_of=type.__dict__["__module__"].__get__,
+                _type_name=type.__dict__["__qualname__"].__get__, _getrlimit=resource.getrlimit,
+                _setrlimit=resource.setrlimit, _errors=(ValueError, OSError), _tainting=_TAINTING_EVENTS,
+                _frame_attributes=_FRAME_ATTRIBUTES, _program=PROGRAM_MODULE, _cpu=resource.RLIMIT_CPU):
+    """The audit hook. It runs inside whatever raised the event, the program included, so it
+    reads no global or builtin name (a program can rebind those), calls no method of the
+    event's arguments (they may be the program's objects), and writes every note where no
+    program can erase it: the hard RLIMIT_CPU, lowered by a second, which the parent reads."""
 
-def _text(value: object) -> str:
-    return value if type(value) is str else "?"
+    def text(value) -> str:
+        return value if _type(value) is _str else "?"
 
+    def owned_by_program(target) -> bool:
+        kind = _type(target)
+        if kind is _function:
+            module = target.__module__
+        elif _issubclass(kind, _type):
+            module = _module_of(target)
+        else:
+            return False
+        return _type(module) is _str and module == _program
 
-def _owned_by_program(target: object) -> bool:
-    """A function or class the program defined itself."""
-    kind = type(target)
-    if kind is types.FunctionType:
-        module = target.__module__
-    elif issubclass(kind, type):
-        module = type.__dict__["__module__"].__get__(target)
-    else:
-        return False
-    return type(module) is str and module == PROGRAM_MODULE
+    def note(reason: str) -> None:
+        if _len(notes) < 8:
+            notes.append(reason)
+        if not flags[2]:
+            flags[2] = True
+            if not cpu_cap:
+                return
+            try:
+                soft, _ = _getrlimit(_cpu)
+                mark = cpu_cap - 1
+                _setrlimit(_cpu, (mark if soft < 0 else _min(soft, mark), mark))
+            except _errors:
+                pass
+
+    def hook(event: str, args: tuple) -> None:
+        if not flags[0]:
+            return
+        if event == "object.__setattr__" or event == "object.__delattr__":
+            target = args[0]
+            for e in exempt:
+                if target is e:
+                    return
+            if not owned_by_program(target):
+                note(f"{event} {text(args[1])} of a {_type_name(_type(target))}")
+        elif event == "object.__getattr__":
+            if not flags[1] and _type(args[1]) is _str and args[1] in _frame_attributes:
+                note(f"read {args[1]} (a frame)")
+        elif event == "sys._getframe":
+            frame = args[0] if _len(args) else None
+            if not flags[1] and _type(frame) is _frame:
+                code = frame.f_code
+                for trusted in trusted_frames:
+                    if code is trusted:
+                        return
+            if not flags[1]:
+                note("sys._getframe")
+        elif event == "arc_sandbox.module_changed" and _len(args) == 2:
+            note(f"set {text(args[0])}.{text(args[1])}")
+        elif event in _tainting or event.startswith("ctypes."):
+            note(f"audited event {event}")
+
+    return hook
 
 
 def _runtime_probe():

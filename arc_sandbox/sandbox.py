@@ -293,8 +293,12 @@ class Sandbox:
         threads = courier.threads()
         if threads is not None and threads > courier.threads0:   # they would run during the next job
             reason = f"the program left {threads - courier.threads0} thread(s) running"
-            self._retire(worker, reason, result)
-            self._kill(worker, Status.CRASHED, "Killed", reason)
+        elif courier.marked():
+            reason = "the pristine guard noted tampering that the program hid from the worker's own check"
+        else:
+            return result
+        self._retire(worker, reason, result)
+        self._kill(worker, Status.CRASHED, "Killed", reason)
         return result
 
     def _forged(self, worker: _Worker, reason: str) -> None:

@@ -148,7 +148,9 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
     layers = harden_current_process(isolation)   # after imports and limits, before any program
     guard = Guard(exempt=(common.Color,), cpu_cap_s=_CPU_CAP_S,
                   trusted_frames=(common._check_recursion_budget.__code__,))
-    check = guard.check   # bound now: a program may rebind Guard.check on the class
+    # Taken now, before any program: the worker never looks the guard's methods up again.
+    arm, disarm, trust, heal, check = guard.operations()
+    ops = (arm, disarm, trust, heal)
     ctrl.sendall(frame(_hello(base_rss, base_vm, mem_limit, layers)))
     ctrl.shutdown(socket.SHUT_WR)
     for served in range(1, limits.max_programs_per_worker + 1):
@@ -160,7 +162,7 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
             os._exit(0)   # the parent closed the socket
         data, reply_fd = got
         request = Request.from_bytes(data, max(30, limits.max_grid_side))
-        reply = run_request(request, limits, probe, guard)
+        reply = run_request(request, limits, probe, ops)
         reply.retire = check(request.code)
         # Every way to start a process from Python is audited, so only a tainted run can
         # have left one behind: skip the /proc walk otherwise.
@@ -266,16 +268,18 @@ class _Run:
         self.namespace: dict = {}   # the program's globals
 
     def fail(self, status: Status, grids: range, exc: BaseException | None, code: str, limit: int,
-             guard: Guard) -> None:
+             trust) -> None:
         for i in grids:
             self.statuses[i] = status
         if self.error_type is None and exc is not None:
             self.error_type = type(exc).__name__
-            self.error_message = _error_text(exc, code, limit, guard)
+            self.error_message = _error_text(exc, code, limit, trust)
 
 
-def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Guard) -> Reply:
+def run_request(request: Request, limits: Limits, probe: MemoryProbe, ops: tuple) -> Reply:
+    """Run one program; ``ops`` are the guard's (arm, disarm, trust, heal_builtins)."""
     global _in_program
+    arm, disarm, trust, heal = ops
     n = len(request.inputs)
     run = _Run(n)
     out = _BoundedWriter(limits.max_stdout_bytes)
@@ -289,16 +293,16 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
         tracer.start()
     try:
         _set_stdio(out, out)
-        guard.arm()
+        arm()
         _in_program = True
         _cpu_budget(limits)
         signal.setitimer(signal.ITIMER_REAL, limits.timeout_s)
-        fn = _load(request, limits, run, guard)
+        fn = _load(request, limits, run, trust)
         if fn is not None and tracer:
             fn = tracer.wrap(fn)
         if fn is not None:
             for i, grid in enumerate(request.inputs):
-                _call(fn, grid, i, limits, run, request.code, guard)
+                _call(fn, grid, i, limits, run, request.code, trust)
                 done = i + 1
         else:
             done = n
@@ -311,9 +315,9 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
         # The program's functions and globals form a cycle that only a full gc would free:
         # break it now, so its memory is not carried into the next program's baseline.
         run.namespace.clear()
-        guard.disarm()
+        disarm()
         alloc_sites = tracer.stop() if tracer else []
-        guard.heal_builtins()
+        heal()
         _set_stdio(*saved)
     peak = max(0, probe.peak_kb() - rss0)
     status = next((s for s in run.statuses if s is not Status.OK), Status.OK)
@@ -323,13 +327,13 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
                  alloc_sites=alloc_sites)
 
 
-def _load(request: Request, limits: Limits, run: _Run, guard: Guard):
+def _load(request: Request, limits: Limits, run: _Run, trust):
     """Compile and execute the program's top level; return its entry function or None."""
     n, code = len(request.inputs), request.code
     try:
         compiled = _compile(code)
     except Exception as exc:   # SyntaxError; ValueError for NUL bytes; RecursionError for deep nesting
-        run.fail(Status.SYNTAX_ERROR, range(n), exc, code, limits.max_error_chars, guard)
+        run.fail(Status.SYNTAX_ERROR, range(n), exc, code, limits.max_error_chars, trust)
         return None
     namespace = run.namespace = {"__name__": PROGRAM_MODULE, "__builtins__": builtins}
     _seed(limits.seed)
@@ -338,20 +342,20 @@ def _load(request: Request, limits: Limits, run: _Run, guard: Guard):
     except Deadline:
         raise
     except BaseException as exc:
-        run.fail(_exception_status(exc, guard), range(n), exc, code, limits.max_error_chars, guard)
+        run.fail(_exception_status(exc, trust), range(n), exc, code, limits.max_error_chars, trust)
         return None
     for name in ((request.entry,) if request.entry else ("transform", "main")):
         fn = namespace.get(name)
         if callable(fn):
             return fn
     wanted = request.entry or "transform or main"
-    run.fail(Status.MISSING_ENTRY, range(n), None, code, limits.max_error_chars, guard)
+    run.fail(Status.MISSING_ENTRY, range(n), None, code, limits.max_error_chars, trust)
     run.error_type = "MissingEntry"
     run.error_message = f"no function named {wanted} in the program"[:limits.max_error_chars]
     return None
 
 
-def _call(fn, grid: np.ndarray, i: int, limits: Limits, run: _Run, code: str, guard: Guard) -> None:
+def _call(fn, grid: np.ndarray, i: int, limits: Limits, run: _Run, code: str, trust) -> None:
     _seed(limits.seed)
     try:
         result = fn(grid)
@@ -365,7 +369,7 @@ def _call(fn, grid: np.ndarray, i: int, limits: Limits, run: _Run, code: str, gu
             run.error_type = "InvalidOutput"
             run.error_message = f"output for input {i}: {exc}"[:limits.max_error_chars]
     except BaseException as exc:   # SystemExit, KeyboardInterrupt... are the program's errors too
-        run.fail(_exception_status(exc, guard), range(i, i + 1), exc, code, limits.max_error_chars, guard)
+        run.fail(_exception_status(exc, trust), range(i, i + 1), exc, code, limits.max_error_chars, trust)
 
 
 @functools.lru_cache(maxsize=256)
@@ -386,45 +390,51 @@ def _seed(seed: int | None) -> None:
         np.random.seed(seed)
 
 
-def _exception_status(exc: BaseException, guard: Guard) -> Status:
+def _exception_status(exc: BaseException, trust) -> Status:
     """MEMORY_LIMIT only for allocations that failed, not for a ``raise MemoryError`` in code; also
     when the program caught the failed allocation and raised something else while handling it."""
     for _ in range(8):   # the __context__ chain; bounded, a program can make it a cycle
         if exc is None:
             break
-        if isinstance(exc, MemoryError) and not _raised_explicitly(exc, guard):
+        if isinstance(exc, MemoryError) and not _raised_explicitly(exc, trust):
             return Status.MEMORY_LIMIT
         exc = _CONTEXT(exc)
     return Status.RUNTIME_ERROR
 
 
-def _raised_explicitly(exc: BaseException, guard: Guard) -> bool:
+def _raised_explicitly(exc: BaseException, trust) -> bool:
     """Whether the innermost frame stopped on a ``raise`` statement (a failed allocation stops on a call)."""
     tb = _TRACEBACK(exc)
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     if tb is None:
         return False
-    with guard.trusted():
+    trust(True)
+    try:
         return tb.tb_frame.f_code.co_code[tb.tb_lasti] == _RAISE
+    finally:
+        trust(False)
 
 
-def _program_frames(exc: BaseException, guard: Guard) -> list[tuple[str, int, str]]:
+def _program_frames(exc: BaseException, trust) -> list[tuple[str, int, str]]:
     """(file, line, function) of the traceback from the program's first frame: the worker's own are noise."""
     frames, tb = [], _TRACEBACK(exc)
-    with guard.trusted():   # tracebacks, frames and code objects only: no program code runs here
+    trust(True)   # tracebacks, frames and code objects only: no program code runs here
+    try:
         while tb is not None:
             code = tb.tb_frame.f_code
             if frames or code.co_filename == PROGRAM_FILE:
                 frames.append((code.co_filename, tb.tb_lineno, code.co_name))
             tb = tb.tb_next
+    finally:
+        trust(False)
     return frames
 
 
-def _error_text(exc: BaseException, code: str, limit: int, guard: Guard) -> str:
+def _error_text(exc: BaseException, code: str, limit: int, trust) -> str:
     lines = code.splitlines()
     parts = ["Traceback (most recent call last):\n"]
-    for filename, lineno, name in _program_frames(exc, guard):
+    for filename, lineno, name in _program_frames(exc, trust):
         parts.append(f'  File "{filename}", line {lineno}, in {name}\n')
         if filename == PROGRAM_FILE:
             text = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
