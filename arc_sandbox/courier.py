@@ -99,20 +99,15 @@ class Courier:
         self.channel = None
 
     # -- the process, seen from outside ------------------------------------------------------
-    def _stat(self) -> tuple[bytes, int] | None:
-        """(state letter, thread count) from /proc/<pid>/stat; None once the process is gone."""
+    def threads(self) -> int | None:
+        """The worker's thread count from /proc/<pid>/stat; None once the process is gone."""
         if self._stat_fd < 0:
             return None
         try:
             raw = os.pread(self._stat_fd, 4096, 0)
-            fields = raw[raw.rindex(b")") + 2:].split()
-            return fields[0], int(fields[17])
+            return int(raw[raw.rindex(b")") + 2:].split()[17])
         except (OSError, ValueError, IndexError):
             return None
-
-    def threads(self) -> int | None:
-        stat = self._stat()
-        return None if stat is None else stat[1]
 
     def cpu_hard(self) -> int | None:
         try:
@@ -124,11 +119,6 @@ class Courier:
         """The guard noted tampering in the worker (whatever the program did to its notes since)."""
         hard = self.cpu_hard() if self.cpu_hard0 is not None else None
         return hard is not None and hard != self.cpu_hard0
-
-    def alive(self) -> bool:
-        """Running (not a zombie, not gone): its end of file was not its death."""
-        stat = self._stat()
-        return stat is not None and stat[0] not in (b"Z", b"X", b"x")
 
     def close(self) -> None:
         self.end_job()

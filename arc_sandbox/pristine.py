@@ -78,7 +78,7 @@ class Guard:
         self._watch_hooks = (_WatchedModule.__dict__["__setattr__"], _WatchedModule.__dict__["__delattr__"])
         self._cancel_dumps = faulthandler.cancel_dump_traceback_later
         self._state = _runtime_probe()
-        self._sweep, self._adopt = self._sweep_modules, self._adopt_new_modules   # bound now
+        self._sweep, self._adopt, self._replaced = self._sweep_modules, self._adopt_new_modules, self._replaced_modules
         self._adopt()
         self._always = _own_namespaces()
         self._runtime = self._state()
@@ -130,6 +130,7 @@ class Guard:
         reasons.extend(self._sweep(self._always))
         if self._count % self._sweep_every == 0 or self._deep_access.search(code):
             reasons.extend(self._sweep(self._snapshots.items()))
+            reasons.extend(self._replaced())
         self._adopt()
         return "; ".join(reasons[:4]) or None
 
@@ -143,6 +144,10 @@ class Guard:
             if not same:
                 changed.append(f"{name} changed")
         return changed
+
+    def _replaced_modules(self, _modules=sys.modules) -> list[str]:
+        return [f"module {name} replaced in sys.modules" for name, module in self._modules.items()
+                if _modules.get(name) is not module]
 
     def _adopt_new_modules(self, _modules=sys.modules, _len=len, _list=list, _isinstance=isinstance) -> None:
         """Watch modules imported since the last check, in their state as of now."""

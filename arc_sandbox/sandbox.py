@@ -90,9 +90,6 @@ class _Worker:
     cpu_s: float = 0.0                 # CPU time used before the current program
     running: _Running | None = None
     kill_reason: tuple[Status, str, str] | None = None   # (status, error_type, message) when the parent killed it
-    # Why a worker that was still alive had to be killed (it closed its reply socket): the
-    # reason when its exit status turns out to be our SIGKILL.
-    broken_reason: tuple[str, str] | None = None
     dead: bool = False
     died_at: float = 0.0
 
@@ -278,9 +275,7 @@ class Sandbox:
         except WireError as exc:
             if courier.reader.buf:
                 self._forged(worker, str(exc))
-            else:   # closed with nothing written: the worker died, or a program closed the socket
-                if courier.alive():
-                    worker.broken_reason = ("ForgedReply", "the program closed its reply socket")
+            else:   # closed with nothing written: the worker died (its exit status will say how)
                 self._broken(worker)
             return None
         courier.end_job()
@@ -391,7 +386,7 @@ class Sandbox:
             running.requeued = True
             self._feed.requeue(running)
             return None
-        status, error_type, message = _classify_death(worker.kill_reason, exit_info, worker.broken_reason)
+        status, error_type, message = _classify_death(worker.kill_reason, exit_info)
         n = len(running.job.inputs)
         result = _final(running.index, running.job, status, error_type, message, n=n, code=running.code)
         result.wall_s = time.monotonic() - running.started
@@ -696,8 +691,7 @@ def _final(index: int, job: Any, status: Status, error_type: str, message: str, 
                          key=job.key if isinstance(job, Job) else None)
 
 
-def _classify_death(kill_reason: tuple[Status, str, str] | None, exit_info: dict | None,
-                    broken_reason: tuple[str, str] | None = None) -> tuple[Status, str, str]:
+def _classify_death(kill_reason: tuple[Status, str, str] | None, exit_info: dict | None) -> tuple[Status, str, str]:
     if kill_reason is not None:
         return kill_reason
     if exit_info is None:
@@ -707,8 +701,6 @@ def _classify_death(kill_reason: tuple[Status, str, str] | None, exit_info: dict
         sig = signal.Signals(os.WTERMSIG(code))
         if sig is signal.SIGXCPU:
             return Status.TIMEOUT, "SIGXCPU", "CPU time limit reached"
-        if sig is signal.SIGKILL and broken_reason is not None:   # our kill of a worker still alive
-            return (Status.CRASHED, *broken_reason)
         hint = " (by another process or the kernel's out-of-memory killer)" if sig is signal.SIGKILL else ""
         return Status.CRASHED, sig.name, f"the worker was killed by {sig.name}{hint}"
     exit_code = os.WEXITSTATUS(code)

@@ -161,6 +161,7 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
         if got is None:
             os._exit(0)   # the parent closed the socket
         data, reply_fd = got
+        reply_inode = os.fstat(reply_fd).st_ino
         request = Request.from_bytes(data, max(30, limits.max_grid_side))
         reply = run_request(request, limits, probe, ops)
         reply.retire = check(request.code)
@@ -172,7 +173,7 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
         reply.retire = reply.retire or _growth(probe, base_rss, base_vm) or _cpu_spent(limits)
         if served == limits.max_programs_per_worker:
             reply.retire = reply.retire or f"recycled after {served} programs"
-        _send_reply(reply_fd, reply, limits)
+        _send_reply(reply_fd, reply_inode, reply)
         if reply.retire:
             break
     os._exit(0)
@@ -192,7 +193,7 @@ def _next_request(ctrl: socket.socket) -> tuple[bytes, int] | None:
     return bytes(buf[4:]), fds[0]
 
 
-def _send_reply(fd: int, reply: Reply, limits: Limits) -> None:
+def _send_reply(fd: int, inode: int, reply: Reply) -> None:
     data = reply.to_bytes()
     if len(data) + 4 > MAX_REPLY_BYTES:   # only a job with thousands of inputs gets here
         n = len(reply.grid_statuses)
@@ -202,9 +203,11 @@ def _send_reply(fd: int, reply: Reply, limits: Limits) -> None:
                                    "split the job into fewer inputs", cpu_s=reply.cpu_s, peak_kb=reply.peak_kb,
                      rss_kb=reply.rss_kb, retire=reply.retire).to_bytes()
     try:
+        if os.fstat(fd).st_ino != inode:
+            raise OSError("another file in the reply socket's place")
         with socket.socket(fileno=fd) as channel:
             channel.sendall(frame(data))
-    except OSError:   # the program closed the channel, or put another file in its place
+    except OSError:   # the program closed the reply socket, or put another file in its place
         os._exit(EXIT_REPLY_LOST)
 
 
