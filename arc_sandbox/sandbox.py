@@ -275,8 +275,8 @@ class Sandbox:
         except WireError as exc:
             if courier.reader.buf:
                 self._forged(worker, str(exc))
-            else:   # closed with nothing written: the worker died (its exit status will say how)
-                self._broken(worker)
+            else:   # closed with nothing written: its exit status will say how it died (or the deadline)
+                courier.end_job()
             return None
         courier.end_job()
         worker.running = None
@@ -705,7 +705,7 @@ def _classify_death(kill_reason: tuple[Status, str, str] | None, exit_info: dict
         return Status.CRASHED, sig.name, f"the worker was killed by {sig.name}{hint}"
     exit_code = os.WEXITSTATUS(code)
     if exit_code == EXIT_REPLY_LOST:
-        return Status.CRASHED, "ForgedReply", "the program closed or replaced its worker's reply socket"
+        return Status.CRASHED, "ChannelClosed", "the program closed or replaced its worker's reply socket or files"
     if exit_code == EXIT_REQUEST_LOST:
         return Status.CRASHED, "Lost", "the worker could not read its request (a program broke its socket)"
     return (Status.CRASHED, f"exit({exit_code})",

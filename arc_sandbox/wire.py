@@ -29,7 +29,7 @@ _MAX_TAIL = 256        # room for what the worker appends to bounded text ("[...
 _MAX_RETIRE_CHARS = 2000
 _MAX_SITES = 64
 # Exit codes of a worker whose channels a program broke (the parent turns them into statuses).
-EXIT_REPLY_LOST = 71     # the reply could not be written: the program closed or replaced the channel
+EXIT_REPLY_LOST = 71     # no reply could be made: the program closed or replaced the reply socket or the worker's files
 EXIT_REQUEST_LOST = 72   # the next request could not be read: the job it carried never started
 
 

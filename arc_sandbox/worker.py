@@ -163,7 +163,10 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
         data, reply_fd = got
         reply_inode = os.fstat(reply_fd).st_ino
         request = Request.from_bytes(data, max(30, limits.max_grid_side))
-        reply = run_request(request, limits, probe, ops)
+        try:
+            reply = run_request(request, limits, probe, ops)
+        except OSError:   # the program closed or replaced the worker's own files (/proc handles...)
+            os._exit(EXIT_REPLY_LOST)
         reply.retire = check(request.code)
         # Every way to start a process from Python is audited, so only a tainted run can
         # have left one behind: skip the /proc walk otherwise.

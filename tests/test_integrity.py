@@ -187,7 +187,7 @@ def test_attack_reaches_no_other_job(sb, attack):
     # Whatever the attacker got is its own: a forged reply of its own, or a precise failure.
     assert attacker.status in (Status.OK, Status.CRASHED, Status.TIMEOUT), attacker
     if attacker.status is Status.CRASHED:
-        assert attacker.error_type == "ForgedReply", (attacker.error_type, attacker.error_message)
+        assert attacker.error_type in ("ForgedReply", "ChannelClosed"), (attacker.error_type, attacker.error_message)
     assert sb.run([innocent(9)[0]])[0].status is Status.OK   # the sandbox is still fine
 
 
@@ -411,4 +411,4 @@ def test_generated_hostile_writes_reach_no_other_job(sb2, payloads, when, positi
     results = sb2.run(jobs)
     check_innocents(results, expected)
     attacker = next(r for r in results if r.key == "attacker")
-    assert attacker.status is not Status.CRASHED or attacker.error_type == "ForgedReply", attacker
+    assert attacker.status is not Status.CRASHED or attacker.error_type in ("ForgedReply", "ChannelClosed"), attacker

@@ -98,7 +98,8 @@ def test_peaks_stay_right_across_a_sequence_in_one_worker():
         ("def transform(g):\n    a = list(range(1_000_000))\n    return g\n", 1e6 * 40 / MB),
         (numpy_touch(20), 20),
     ]
-    with Sandbox(workers=1, limits=Limits(timeout_s=30, memory_mb=512)) as sb:
+    # dedupe=False: the repeated programs must really run again, in the worker the first one left
+    with Sandbox(workers=1, limits=Limits(timeout_s=30, memory_mb=512), dedupe=False) as sb:
         results = sb.run([Job(code, [GRID]) for code, _ in sequence])
         assert sb.stats.workers_started == 1   # none of these needed a fresh worker
     for (code, truth), r in zip(sequence, results):
