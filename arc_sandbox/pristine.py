@@ -25,6 +25,7 @@ Writes straight into a module ``__dict__`` bypass (1); they need names such as
 """
 from __future__ import annotations
 
+import _signal
 import builtins
 import faulthandler
 import gc
@@ -162,12 +163,16 @@ class Guard:
             self._snapshots[f"module {name}"] = (module.__dict__, _list(module.__dict__.values()))
 
 
+# The worker's own machinery: small namespaces, swept after every program (a program could
+# rebind ``Reply.to_bytes`` or write into ``worker.__dict__`` without any audit event).
+_OWN_MODULES = ("worker", "wire", "pristine", "grids", "alloc_trace")
+
+
 def _own_namespaces() -> list[tuple[str, tuple[object, list]]]:
-    """The sandbox's own modules and their classes: small, on the worker's path, swept after every program
-    (a program could rebind ``Reply.to_bytes`` or write into ``worker.__dict__`` without any audit event)."""
     spaces = []
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("arc_sandbox.") or not isinstance(module, types.ModuleType):
+    for name in (f"arc_sandbox.{m}" for m in _OWN_MODULES):
+        module = sys.modules.get(name)
+        if module is None:
             continue
         spaces.append((f"module {name}", (module.__dict__, list(module.__dict__.values()))))
         for value in list(module.__dict__.values()):
@@ -246,7 +251,11 @@ def _audit_hook(flags: list, notes: list, exempt: tuple, trusted_frames: tuple, 
 
 def _runtime_probe():
     """A function returning the interpreter's runtime state, with everything it reads bound now."""
-    getsignal, signals = signal.getsignal, tuple(signal.valid_signals())
+    # the signals that can reach a worker: its timers, the kernel's, and what it may send itself
+    getsignal = _signal.getsignal   # the C function: signal.getsignal's enum conversion costs 3 us a call
+    signals = tuple(int(s) for s in (signal.SIGALRM, signal.SIGXCPU, signal.SIGVTALRM, signal.SIGPROF,
+                                     signal.SIGPIPE, signal.SIGIO, signal.SIGURG, signal.SIGCHLD,
+                                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT))
     getitimer, timers = signal.getitimer, (signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
     geterr, filters, getcwd, gc_enabled = np.geterr, warnings.filters, os.getcwd, gc.isenabled
     active_threads, gc_callbacks, fault_enabled = threading.active_count, gc.callbacks, faulthandler.is_enabled
