@@ -4,15 +4,19 @@ The parent is the trusted courier between the caller and the process that runs p
 never runs program code, and a program can write anything to any descriptor it finds in its
 worker. So (see docs/security.md):
 
-- a request travels on the worker's control socket together with a fresh socket pair's end
-  for its reply; the worker shuts down its sending side of the control socket after its hello,
-  so a program can never write on it;
-- exactly one job is in flight per worker, and its reply socket is closed when the job ends:
-  bytes left over by one program (a thread, a copied descriptor) cannot reach a later job;
+- requests travel on the worker's control socket; the worker shuts down its sending side of it
+  after its hello, so a program can never write on it;
+- each job's reply goes on a fresh socket pair, whose worker end is sent (on the control socket)
+  only once the previous job's reply has been read and checked: the next request may wait in
+  the worker's socket while a program runs (no round trip between two programs), but no program
+  ever holds the reply socket of a job after its own, and the parent closes each reply socket
+  when its job ends, so bytes left over by a program (a thread, a copied descriptor) reach no
+  later job;
 - a reply is read without blocking, bounded in size (``wire.FrameReader``) and in time (the
   job's deadline, kept by the Sandbox), and must be exactly one frame followed by end of file;
-- after each reply the worker's thread count is read from ``/proc/<pid>/stat``, from outside:
-  a thread a program left running would run during the next job, so the worker is retired;
+- after each reply the worker's thread count is read from ``/proc/<pid>/task``, from outside
+  (the worker also counts its own before replying): a thread a program left running would run
+  during the next job, so the worker is retired;
 - and so is its hard ``RLIMIT_CPU``: the pristine guard lowers it when it notes tampering, a
   mark the program cannot take back, read here where the program cannot reach (pristine.py).
 """
@@ -42,7 +46,6 @@ class Courier:
         self.channel: socket.socket | None = None   # the reply socket of the job in flight
         self.reader: FrameReader | None = None
         self._hello = FrameReader(_HELLO_CAP)
-        self._stat_fd = -1
 
     def waitable(self) -> socket.socket | None:
         """What to wait on: the reply socket of the job in flight, or the control socket for the hello."""
@@ -63,24 +66,22 @@ class Courier:
         except (ValueError, KeyError, TypeError) as exc:
             raise WireError(f"bad hello from a worker ({exc})") from None
         self.pid = pid
-        try:
-            self._stat_fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            self._stat_fd = -1
         self.threads0 = self.threads() or 1
         self.cpu_hard0 = self.cpu_hard()
         return hello
 
     # -- one job ------------------------------------------------------------------------------
-    def send(self, payload: bytes, deadline: float) -> None:
-        """Hand one request and the worker's end of a fresh reply socket to the worker.
+    def send_request(self, payload: bytes, deadline: float) -> None:
+        """Hand a request to the worker (it may wait there behind the running one). OSError
+        (``TimeoutError`` past ``deadline``) when the worker does not take it."""
+        _send_all(self.ctrl, frame(payload), None, deadline)
 
-        Raises OSError (``TimeoutError`` past ``deadline``) when the worker does not take it.
-        """
+    def open_reply(self, deadline: float) -> None:
+        """Send the worker the reply socket for its current job: a fresh socket pair's end."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.setblocking(False)
         try:
-            _send_all(self.ctrl, frame(payload), theirs.fileno(), deadline)
+            _send_all(self.ctrl, frame(b""), theirs.fileno(), deadline)
         except OSError:
             ours.close()
             raise
@@ -90,6 +91,8 @@ class Courier:
 
     def pump(self) -> bool:
         """Read the reply as it comes; True once it is complete and the socket closed. WireError otherwise."""
+        if self.channel is None:
+            raise WireError("reply channel closed with no reply")
         return self.reader.pump(self.channel)
 
     def end_job(self) -> None:
@@ -100,13 +103,10 @@ class Courier:
 
     # -- the process, seen from outside ------------------------------------------------------
     def threads(self) -> int | None:
-        """The worker's thread count from /proc/<pid>/stat; None once the process is gone."""
-        if self._stat_fd < 0:
-            return None
+        """The worker's thread count (``/proc/<pid>/task`` has two links plus one per thread)."""
         try:
-            raw = os.pread(self._stat_fd, 4096, 0)
-            return int(raw[raw.rindex(b")") + 2:].split()[17])
-        except (OSError, ValueError, IndexError):
+            return os.stat(f"/proc/{self.pid}/task").st_nlink - 2
+        except OSError:
             return None
 
     def cpu_hard(self) -> int | None:
@@ -123,14 +123,11 @@ class Courier:
     def close(self) -> None:
         self.end_job()
         self.ctrl.close()
-        if self._stat_fd >= 0:
-            os.close(self._stat_fd)
-            self._stat_fd = -1
 
 
-def _send_all(sock: socket.socket, data: bytes, fd: int, deadline: float) -> None:
-    """Send ``data`` with ``fd`` attached to its first byte, waiting at most until ``deadline``."""
-    view, first = memoryview(data), True
+def _send_all(sock: socket.socket, data: bytes, fd: int | None, deadline: float) -> None:
+    """Send ``data`` (with ``fd`` attached to its first byte), waiting at most until ``deadline``."""
+    view, first = memoryview(data), fd is not None
     while view:
         try:
             if first:

@@ -39,6 +39,8 @@ _log = logging.getLogger("arc_sandbox")
 _START_TIMEOUT_S = 60.0
 _GUARD_PERIOD_S = 0.1
 _EXIT_STATUS_WAIT_S = 5.0
+_SEND_WAIT_S = 5.0     # a worker takes a request at once (a queued one fits in its socket's buffer)
+_MAX_QUEUED_BYTES = 1 << 16   # larger requests are not queued behind a running program
 _MAX_START_FAILURES = 5
 _DEDUPE_MEMORY = 4096   # finished results kept per run/imap call to serve duplicates
 # Outcomes that depend on the moment, not on the program (host load, host memory, a lost
@@ -72,6 +74,14 @@ class _Running:
     started: float
     deadline: float
     requeued: bool = False
+    _request: bytes | None = None
+
+    def request(self) -> bytes:
+        """The request's bytes (encoded once)."""
+        if self._request is None:
+            job = self.job
+            self._request = Request(self.code, list(job.inputs), job.entry, job.trace_memory).to_bytes()
+        return self._request
 
     def identity(self) -> bytes:
         """Same code, entry and inputs give the same result (programs are seeded): run once."""
@@ -89,6 +99,7 @@ class _Worker:
     rss_kb: int = 0                    # resident size between programs: the next program's baseline
     cpu_s: float = 0.0                 # CPU time used before the current program
     running: _Running | None = None
+    queued: _Running | None = None     # its request waits in the worker's socket behind ``running``
     kill_reason: tuple[Status, str, str] | None = None   # (status, error_type, message) when the parent killed it
     dead: bool = False
     died_at: float = 0.0
@@ -217,11 +228,20 @@ class Sandbox:
                 yield from feed.copies_of(result)
 
     def _fill(self, feed: "_Feed") -> None:
-        """Give each idle worker a job. One at a time: a job waiting in a worker's socket could
-        be read by the program running there (see courier.py)."""
+        """Give idle workers a job; while plenty are left, queue a second request behind each, so
+        no round trip separates two programs (its reply socket follows only once the running
+        job's reply is checked: courier.py)."""
         for worker in [w for w in self._pool.values() if w.pid and w.running is None]:
             running = feed.take()
             if running is None:
+                return
+            self._dispatch(worker, running)
+        for worker in [w for w in self._pool.values() if w.running and w.queued is None]:
+            running = feed.take() if feed.plentiful(self.workers) else None
+            if running is None:
+                return
+            if len(running.request()) > _MAX_QUEUED_BYTES:   # must not block the parent: wait for an idle worker
+                feed.requeue(running)
                 return
             self._dispatch(worker, running)
 
@@ -273,7 +293,7 @@ class Sandbox:
                                 max_stdout=self.limits.max_stdout_bytes, max_error=self.limits.max_error_chars,
                                 traced=running.job.trace_memory)
         except WireError as exc:
-            if courier.reader.buf:
+            if courier.reader is not None and courier.reader.buf:
                 self._forged(worker, str(exc))
             else:   # closed with nothing written: its exit status will say how it died (or the deadline)
                 courier.end_job()
@@ -282,7 +302,7 @@ class Sandbox:
         worker.running = None
         result = self._result_from_reply(running, reply)
         worker.rss_kb, worker.cpu_s = reply.rss_kb, worker.cpu_s + reply.cpu_s
-        if reply.retire:   # the worker leaves by itself
+        if reply.retire:   # the worker leaves by itself, without reading what was queued for it
             self._retire(worker, reply.retire, result)
             return result
         threads = courier.threads()
@@ -291,10 +311,22 @@ class Sandbox:
         elif courier.marked():
             reason = "the pristine guard noted tampering that the program hid from the worker's own check"
         else:
+            self._next(worker)
             return result
         self._retire(worker, reason, result)
         self._kill(worker, Status.CRASHED, "Killed", reason)
         return result
+
+    def _next(self, worker: _Worker) -> None:
+        """The reply checked out: the queued job (already running, most likely) gets its reply socket."""
+        worker.running, worker.queued = worker.queued, None
+        if worker.running is None:
+            return
+        self._start_clock(worker.running)
+        try:
+            worker.courier.open_reply(worker.running.deadline)
+        except OSError:
+            self._broken(worker)
 
     def _forged(self, worker: _Worker, reason: str) -> None:
         """A reply that is not one well-formed frame for this job. A program's leftovers could
@@ -350,15 +382,20 @@ class Sandbox:
         return _Running(index, job, code, 0.0, 0.0)
 
     def _dispatch(self, worker: _Worker, running: _Running) -> None:
-        request = Request(running.code, list(running.job.inputs), running.job.entry, running.job.trace_memory)
-        worker.running = running
-        self._start_clock(running)
+        if worker.running is None:
+            worker.running = running
+            self._start_clock(running)
+        else:
+            worker.queued = running
         try:
-            worker.courier.send(request.to_bytes(), running.deadline)
-        except OSError:   # the worker is gone or does not read: the job never started
-            worker.running = None
-            self._feed.requeue(running)
-            self._broken(worker)
+            worker.courier.send_request(running.request(), time.monotonic() + _SEND_WAIT_S)
+            if worker.running is running:
+                worker.courier.open_reply(running.deadline)
+        except OSError:   # the worker is gone or does not read: no result can come from it
+            if worker.running is running:
+                worker.running = None
+                self._feed.requeue(running)
+            self._broken(worker)   # puts a queued job (perhaps this one) back
 
     def _start_clock(self, running: _Running) -> None:
         running.started = time.monotonic()
@@ -438,6 +475,7 @@ class Sandbox:
         """The worker is gone or unusable: wait for its exit status, then report and replace it."""
         if worker.dead:
             return
+        self._requeue_waiting(worker)
         worker.dead, worker.died_at = True, time.monotonic()
         _kill_group(worker.pid)
         worker.courier.close()
@@ -456,15 +494,23 @@ class Sandbox:
         result.worker_replaced = True
         result.notes.append(f"worker retired: {reason}")
         self.stats.workers_retired[reason.split(":")[0][:80]] += 1
+        self._requeue_waiting(worker)
         worker.dead, worker.died_at = True, time.monotonic()
         worker.courier.close()
         self._pool.pop(worker.tag, None)
         self._dying[worker.pid] = worker   # its exit message spawns the replacement
 
+    def _requeue_waiting(self, worker: _Worker) -> None:
+        """A job queued behind the running one never got its reply socket: it goes back to the front."""
+        if worker.queued is not None:
+            self._feed.requeue(worker.queued)
+            worker.queued = None
+
     def _find_pid(self, pid: int) -> _Worker | None:
         """A worker that exited before we noticed its pipe closing."""
         for worker in list(self._pool.values()):
             if worker.pid == pid:
+                self._requeue_waiting(worker)
                 worker.dead, worker.died_at = True, time.monotonic()
                 worker.courier.close()
                 self._pool.pop(worker.tag)
@@ -504,7 +550,9 @@ class Sandbox:
         self._finalizer = weakref.finalize(self, _Template.stop, self._template)
         for worker in lost:
             _kill_group(worker.pid)
+            worker.dead = True
             worker.courier.close()
+            self._requeue_waiting(worker)
             running = worker.running
             if running is None:
                 continue
@@ -528,6 +576,7 @@ class Sandbox:
     def _abandon_running(self) -> None:
         """The caller stopped iterating: nobody wants the programs still running."""
         for worker in list(self._pool.values()):
+            worker.queued = None
             if worker.running:
                 self._kill(worker, Status.CRASHED, "Killed", "abandoned")
         for worker in self._dying.values():
@@ -571,6 +620,11 @@ class _Feed:
             return None
         self._taken += 1
         return self._ready.popleft()
+
+    def plentiful(self, workers: int) -> bool:
+        """Enough jobs left that queueing one behind a running program can't make a straggler."""
+        left = None if self._total is None else self._total - self._taken
+        return (bool(self._ready) or not self.exhausted) and (left is None or left >= 2 * workers)
 
     def requeue(self, running: _Running) -> None:
         self._taken -= 1
@@ -707,7 +761,8 @@ def _classify_death(kill_reason: tuple[Status, str, str] | None, exit_info: dict
     if exit_code == EXIT_REPLY_LOST:
         return Status.CRASHED, "ChannelClosed", "the program closed or replaced its worker's reply socket or files"
     if exit_code == EXIT_REQUEST_LOST:
-        return Status.CRASHED, "Lost", "the worker could not read its request (a program broke its socket)"
+        return (Status.CRASHED, "ChannelClosed",
+                "the worker could not read its next message (the program closed or read its control socket)")
     return (Status.CRASHED, f"exit({exit_code})",
             f"the worker process ended with code {exit_code} while running the program "
             "(os._exit, or it closed the worker's pipe)")

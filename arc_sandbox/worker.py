@@ -30,7 +30,8 @@ from .hardening import harden_current_process, reap_descendants
 from .limits import Limits
 from .pristine import PROGRAM_MODULE, Guard
 from .results import Status
-from .wire import EXIT_REPLY_LOST, EXIT_REQUEST_LOST, MAX_REPLY_BYTES, Reply, Request, frame, frame_length
+from .wire import (EXIT_REPLY_LOST, EXIT_REQUEST_LOST, MAX_REPLY_BYTES, Reply, Request, WireError, frame,
+                   frame_length)
 
 PROGRAM_FILE = "<program>"
 _RAISE = dis.opmap["RAISE_VARARGS"]
@@ -133,9 +134,10 @@ class MemoryProbe:
 def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
     """Worker main loop: set up, say hello, then run requests until the parent goes away.
 
-    ``fd`` is the control socket: requests come in on it, each with a fresh socket of its own
-    for the reply (see docs/security.md). The worker says hello and then shuts its sending side,
-    so nothing written later by a program can travel on it.
+    ``fd`` is the control socket. Each job comes on it as a request, then, only once the
+    parent has checked the previous reply, as the reply socket for it (see courier.py). The
+    worker says hello and then shuts its sending side, so nothing a program writes later
+    can travel on it.
     """
     ctrl = socket.socket(fileno=fd)
     _detach()
@@ -151,18 +153,11 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
     # Taken now, before any program: the worker never looks the guard's methods up again.
     arm, disarm, trust, heal, check = guard.operations()
     ops = (arm, disarm, trust, heal)
+    threads0 = _thread_count()
     ctrl.sendall(frame(_hello(base_rss, base_vm, mem_limit, layers)))
     ctrl.shutdown(socket.SHUT_WR)
     for served in range(1, limits.max_programs_per_worker + 1):
-        try:
-            got = _next_request(ctrl)
-        except OSError:
-            os._exit(EXIT_REQUEST_LOST)
-        if got is None:
-            os._exit(0)   # the parent closed the socket
-        data, reply_fd = got
-        reply_inode = os.fstat(reply_fd).st_ino
-        request = Request.from_bytes(data, max(30, limits.max_grid_side))
+        request = _next_request(ctrl, limits)
         try:
             reply = run_request(request, limits, probe, ops)
         except OSError:   # the program closed or replaced the worker's own files (/proc handles...)
@@ -173,30 +168,68 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
         strays = reap_descendants() if reply.retire else []
         if strays:
             reply.retire = f"killed processes the program left behind: pids {strays}"
+        threads = _thread_count() - threads0   # they would run during the next program
+        if threads > 0:
+            reply.retire = reply.retire or f"the program left {threads} thread(s) running"
         reply.retire = reply.retire or _growth(probe, base_rss, base_vm) or _cpu_spent(limits)
         if served == limits.max_programs_per_worker:
             reply.retire = reply.retire or f"recycled after {served} programs"
-        _send_reply(reply_fd, reply_inode, reply)
+        _send_reply(_reply_socket(ctrl), reply)
         if reply.retire:
             break
     os._exit(0)
 
 
-def _next_request(ctrl: socket.socket) -> tuple[bytes, int] | None:
-    """One framed request and the reply socket that came with it; None at end of file."""
+def _read_frame(ctrl: socket.socket) -> tuple[bytes, list[int]] | None:
+    """One frame from the control socket and the descriptors that came with it; None at end of
+    file. Reads exactly the frame: the next one may already be waiting behind it."""
     buf, fds = bytearray(), []
     while len(buf) < 4 or len(buf) < 4 + frame_length(buf):
-        data, got, _, _ = socket.recv_fds(ctrl, 1 << 16, 1)
+        want = 4 - len(buf) if len(buf) < 4 else 4 + frame_length(buf) - len(buf)
+        data, got, _, _ = socket.recv_fds(ctrl, want, 1)
+        fds += got
         if not data:
             return None
         buf += data
-        fds += got
-    if len(fds) != 1:
-        raise OSError("request came without its reply socket")
-    return bytes(buf[4:]), fds[0]
+    return bytes(buf[4:]), fds
 
 
-def _send_reply(fd: int, inode: int, reply: Reply) -> None:
+def _next_request(ctrl: socket.socket, limits: Limits) -> Request:
+    """The next request; exits when the parent has gone, or when a program broke the socket
+    (read part of what was waiting in it): the parent then runs that job again elsewhere."""
+    try:
+        got = _read_frame(ctrl)
+        if got is None:
+            os._exit(0)
+        data, fds = got
+        if fds or not data:
+            raise WireError("a reply socket where a request was expected")
+        return Request.from_bytes(data, max(30, limits.max_grid_side))
+    except (OSError, ValueError, KeyError, TypeError):
+        os._exit(EXIT_REQUEST_LOST)
+
+
+def _reply_socket(ctrl: socket.socket) -> int:
+    """The reply socket for the program that just ran: the parent sends it only once it has
+    checked the previous reply, so no program ever holds the socket of a job after its own."""
+    try:
+        got = _read_frame(ctrl)
+        if got is None:
+            os._exit(0)
+        data, fds = got
+        if data or len(fds) != 1:
+            raise WireError("a request where a reply socket was expected")
+        return fds[0]
+    except OSError:
+        os._exit(EXIT_REQUEST_LOST)
+
+
+def _thread_count(_stat=os.stat) -> int:
+    """Threads of this process: /proc/self/task has two links plus one per thread."""
+    return _stat("/proc/self/task").st_nlink - 2
+
+
+def _send_reply(fd: int, reply: Reply) -> None:
     data = reply.to_bytes()
     if len(data) + 4 > MAX_REPLY_BYTES:   # only a job with thousands of inputs gets here
         n = len(reply.grid_statuses)
@@ -206,11 +239,9 @@ def _send_reply(fd: int, inode: int, reply: Reply) -> None:
                                    "split the job into fewer inputs", cpu_s=reply.cpu_s, peak_kb=reply.peak_kb,
                      rss_kb=reply.rss_kb, retire=reply.retire).to_bytes()
     try:
-        if os.fstat(fd).st_ino != inode:
-            raise OSError("another file in the reply socket's place")
         with socket.socket(fileno=fd) as channel:
             channel.sendall(frame(data))
-    except OSError:   # the program closed the reply socket, or put another file in its place
+    except OSError:   # the parent closed it: it was not waiting for this reply any more
         os._exit(EXIT_REPLY_LOST)
 
 

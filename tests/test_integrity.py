@@ -50,9 +50,24 @@ def sockets():
             pass
     return found
 
+def steal():
+    """Reply sockets waiting in the control socket (the program's own, at most: the parent sends
+    the next job's only after this one's reply)."""
+    import socket
+    stolen = []
+    for fd in sockets():
+        try:
+            sock = socket.socket(fileno=os.dup(fd))
+            sock.settimeout(0.5)   # it may come a moment after the request
+            stolen += socket.recv_fds(sock, 4, 4)[1]
+        except OSError:
+            pass
+    return stolen
+
 def attack():
+    targets = sockets() + steal()
     for payload in PAYLOADS:
-        for fd in sockets():
+        for fd in targets:
             try:
                 os.write(fd, payload)
             except OSError:
@@ -184,15 +199,22 @@ def test_attack_reaches_no_other_job(sb, attack):
     check_innocents(results, expected)
     attacker = results[3]
     assert attacker.key == "attacker"
-    # Whatever the attacker got is its own: a forged reply of its own, or a precise failure.
+    # Whatever the attacker got is its own (a forged reply of its own, or a failure of its own).
     assert attacker.status in (Status.OK, Status.CRASHED, Status.TIMEOUT), attacker
-    if attacker.status is Status.CRASHED:
-        assert attacker.error_type in ("ForgedReply", "ChannelClosed"), (attacker.error_type, attacker.error_message)
     assert sb.run([innocent(9)[0]])[0].status is Status.OK   # the sandbox is still fine
 
 
+def test_no_reply_socket_is_within_a_programs_reach_but_its_own(sb):
+    # Writing to every socket it holds reaches nothing: the control socket takes no bytes from a
+    # worker, and its reply socket is not handed over before the program has run.
+    code = hostile([FORGED], "def transform(g):\n    attack.__globals__['steal'] = lambda: []\n"
+                            "    attack()\n    return g\n")
+    r = sb.run([Job(code, [GRID])])[0]
+    assert r.status is Status.OK and r.outputs[0].tolist() == GRID
+
+
 def test_forged_frames_give_the_attacker_a_precise_status(sb):
-    r = sb.run([Job(ATTACKS["forged_frames"], [GRID])])[0]
+    r = sb.run([Job(ATTACKS["forged_frames"], [GRID])])[0]   # it stole its own reply socket
     assert (r.status, r.error_type) == (Status.CRASHED, "ForgedReply")
     assert "after the reply frame" in r.error_message
 
@@ -411,4 +433,4 @@ def test_generated_hostile_writes_reach_no_other_job(sb2, payloads, when, positi
     results = sb2.run(jobs)
     check_innocents(results, expected)
     attacker = next(r for r in results if r.key == "attacker")
-    assert attacker.status is not Status.CRASHED or attacker.error_type in ("ForgedReply", "ChannelClosed"), attacker
+    assert attacker.status in (Status.OK, Status.CRASHED, Status.TIMEOUT), attacker
