@@ -6,11 +6,11 @@ worker. So (see docs/security.md):
 
 - requests travel on the worker's control socket; the worker shuts down its sending side of it
   after its hello, so a program can never write on it;
-- each job's reply goes on a fresh socket pair, whose worker end is sent (on the control socket)
+- each job's reply goes through a fresh pipe, whose write end is sent (on the control socket)
   only once the previous job's reply has been read and checked: the next request may wait in
   the worker's socket while a program runs (no round trip between two programs), but no program
-  ever holds the reply socket of a job after its own, and the parent closes each reply socket
-  when its job ends, so bytes left over by a program (a thread, a copied descriptor) reach no
+  ever holds the reply pipe of a job after its own, and the parent closes each reply pipe when
+  its job ends, so bytes left over by a program (a thread, a copied descriptor) reach no
   later job;
 - a reply is read without blocking, bounded in size (``wire.FrameReader``) and in time (the
   job's deadline, kept by the Sandbox), and must be exactly one frame followed by end of file;
@@ -43,12 +43,12 @@ class Courier:
         self.pid = 0                       # known once the hello has arrived
         self.threads0 = 0                  # the worker's own threads, counted after its hello
         self.cpu_hard0: int | None = None  # its hard RLIMIT_CPU after its hello
-        self.channel: socket.socket | None = None   # the reply socket of the job in flight
+        self.channel: int | None = None    # read end of the reply pipe of the job in flight
         self.reader: FrameReader | None = None
         self._hello = FrameReader(_HELLO_CAP)
 
-    def waitable(self) -> socket.socket | None:
-        """What to wait on: the reply socket of the job in flight, or the control socket for the hello."""
+    def waitable(self) -> socket.socket | int | None:
+        """What to wait on: the reply pipe of the job in flight, or the control socket for the hello."""
         if self.channel is not None:
             return self.channel
         return None if self.pid else self.ctrl
@@ -56,7 +56,7 @@ class Courier:
     # -- start-up ------------------------------------------------------------------------
     def read_hello(self) -> dict | None:
         """The worker's hello once it is complete (None until then); WireError if it is malformed."""
-        if not self._hello.pump(self.ctrl):
+        if not self._hello.pump(self.ctrl.recv):
             return None
         try:
             hello = json.loads(self._hello.payload())
@@ -77,28 +77,30 @@ class Courier:
         _send_all(self.ctrl, frame(payload), None, deadline)
 
     def open_reply(self, deadline: float) -> None:
-        """Send the worker the reply socket for its current job: a fresh socket pair's end."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        ours.setblocking(False)
+        """Send the worker the write end of a fresh pipe for its current job's reply. (A pipe, not a
+        socket pair: cheaper to make, and passing it does not feed the kernel's Unix-socket collector.)"""
+        ours, theirs = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(ours, False)
         try:
-            _send_all(self.ctrl, frame(b""), theirs.fileno(), deadline)
+            _send_all(self.ctrl, frame(b""), theirs, deadline)
         except OSError:
-            ours.close()
+            os.close(ours)
             raise
         finally:
-            theirs.close()
+            os.close(theirs)
         self.channel, self.reader = ours, FrameReader()
 
     def pump(self) -> bool:
         """Read the reply as it comes; True once it is complete and the socket closed. WireError otherwise."""
         if self.channel is None:
             raise WireError("reply channel closed with no reply")
-        return self.reader.pump(self.channel)
+        channel = self.channel
+        return self.reader.pump(lambda n: os.read(channel, n))
 
     def end_job(self) -> None:
         """Close the job's reply socket: whatever else is written to it goes nowhere."""
         if self.channel is not None:
-            self.channel.close()
+            os.close(self.channel)
         self.channel = None
 
     # -- the process, seen from outside ------------------------------------------------------

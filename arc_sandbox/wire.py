@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -46,7 +45,7 @@ def frame_length(prefix: bytes) -> int:
 
 
 class FrameReader:
-    """Reads exactly one frame from a non-blocking socket, then expects end of file.
+    """Reads exactly one frame from a non-blocking pipe or socket, then expects end of file.
 
     Never buffers more than the frame it announced (at most ``cap`` bytes): a longer
     announcement, a byte after the frame, or an end of file inside it is a WireError.
@@ -61,12 +60,13 @@ class FrameReader:
     def complete(self) -> bool:
         return self.need is not None and len(self.buf) == _LEN.size + self.need
 
-    def pump(self, sock: socket.socket) -> bool:
-        """Read what is there; True at end of file (with the frame complete), False if more may come."""
+    def pump(self, read: Callable[[int], bytes]) -> bool:
+        """Read what is there with ``read(n)`` (``os.read`` of a non-blocking pipe, ``socket.recv``);
+        True at end of file (with the frame complete), False if more may come."""
         while True:
             want = (_LEN.size - len(self.buf)) if self.need is None else _LEN.size + self.need - len(self.buf)
             try:
-                data = sock.recv(max(want, 1))   # once complete: one more byte tells EOF from extra bytes
+                data = read(max(want, 1))   # once complete: one more byte tells EOF from extra bytes
             except (BlockingIOError, InterruptedError):
                 return False
             except OSError as exc:

@@ -174,7 +174,7 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
         reply.retire = reply.retire or _growth(probe, base_rss, base_vm) or _cpu_spent(limits)
         if served == limits.max_programs_per_worker:
             reply.retire = reply.retire or f"recycled after {served} programs"
-        _send_reply(_reply_socket(ctrl), reply)
+        _send_reply(_reply_pipe(ctrl), reply)
         if reply.retire:
             break
     os._exit(0)
@@ -203,24 +203,24 @@ def _next_request(ctrl: socket.socket, limits: Limits) -> Request:
             os._exit(0)
         data, fds = got
         if fds or not data:
-            raise WireError("a reply socket where a request was expected")
+            raise WireError("a reply pipe where a request was expected")
         return Request.from_bytes(data, max(30, limits.max_grid_side))
     except (OSError, ValueError, KeyError, TypeError):
         os._exit(EXIT_REQUEST_LOST)
 
 
-def _reply_socket(ctrl: socket.socket) -> int:
-    """The reply socket for the program that just ran: the parent sends it only once it has
-    checked the previous reply, so no program ever holds the socket of a job after its own."""
+def _reply_pipe(ctrl: socket.socket) -> int:
+    """The reply pipe for the program that just ran: the parent sends it only once it has
+    checked the previous reply, so no program ever holds the pipe of a job after its own."""
     try:
         got = _read_frame(ctrl)
         if got is None:
             os._exit(0)
         data, fds = got
         if data or len(fds) != 1:
-            raise WireError("a request where a reply socket was expected")
+            raise WireError("a request where a reply pipe was expected")
         return fds[0]
-    except OSError:
+    except (OSError, ValueError):   # ValueError: WireError, or a length prefix cut by a program's read
         os._exit(EXIT_REQUEST_LOST)
 
 
@@ -238,9 +238,11 @@ def _send_reply(fd: int, reply: Reply) -> None:
                      error_message=f"the reply ({len(data)} bytes) is over the {MAX_REPLY_BYTES}-byte cap: "
                                    "split the job into fewer inputs", cpu_s=reply.cpu_s, peak_kb=reply.peak_kb,
                      rss_kb=reply.rss_kb, retire=reply.retire).to_bytes()
+    view = memoryview(frame(data))
     try:
-        with socket.socket(fileno=fd) as channel:
-            channel.sendall(frame(data))
+        while view:
+            view = view[os.write(fd, view):]
+        os.close(fd)
     except OSError:   # the parent closed it: it was not waiting for this reply any more
         os._exit(EXIT_REPLY_LOST)
 

@@ -44,7 +44,7 @@ def sockets():
     found = []
     for fd in os.listdir("/proc/self/fd"):
         try:
-            if os.readlink(f"/proc/self/fd/{{fd}}").startswith("socket:"):
+            if os.readlink(f"/proc/self/fd/{{fd}}").startswith(("socket:", "pipe:")):
                 found.append(int(fd))
         except OSError:
             pass
@@ -377,7 +377,7 @@ def test_frame_reader_bounds():
         b.sendall(data)
         b.close()
         with pytest.raises(WireError, match=error):
-            FrameReader().pump(a)
+            FrameReader().pump(a.recv)
         a.close()
 
 
