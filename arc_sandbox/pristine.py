@@ -165,7 +165,8 @@ class Guard:
 
 # The worker's own machinery: small namespaces, swept after every program (a program could
 # rebind ``Reply.to_bytes`` or write into ``worker.__dict__`` without any audit event).
-_OWN_MODULES = ("worker", "wire", "pristine", "grids", "alloc_trace")
+_OWN_MODULES = ("worker", "wire", "pristine")
+_OWN_CLASSES = ("Reply", "Request", "_Run", "_BoundedWriter", "MemoryProbe", "Guard", "_WatchedModule")
 
 
 def _own_namespaces() -> list[tuple[str, tuple[object, list]]]:
@@ -176,7 +177,7 @@ def _own_namespaces() -> list[tuple[str, tuple[object, list]]]:
             continue
         spaces.append((f"module {name}", (module.__dict__, list(module.__dict__.values()))))
         for value in list(module.__dict__.values()):
-            if isinstance(value, type) and value.__module__ == name:
+            if isinstance(value, type) and value.__module__ == name and value.__name__ in _OWN_CLASSES:
                 spaces.append((f"class {name}.{value.__qualname__}", (value.__dict__, list(value.__dict__.values()))))
     return spaces
 

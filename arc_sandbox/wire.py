@@ -27,6 +27,7 @@ _STATUS_VALUES = {s.value: s for s in WORKER_STATUSES}
 _MAX_TAIL = 256        # room for what the worker appends to bounded text ("[... N more characters dropped]")
 _MAX_RETIRE_CHARS = 2000
 _MAX_SITES = 64
+_CHUNK = 1 << 12   # first read of a reply: most replies fit
 # Exit codes of a worker whose channels a program broke (the parent turns them into statuses).
 EXIT_REPLY_LOST = 71     # no reply could be made: the program closed or replaced the reply socket or the worker's files
 EXIT_REQUEST_LOST = 72   # the next request could not be read: the job it carried never started
@@ -64,9 +65,11 @@ class FrameReader:
         """Read what is there with ``read(n)`` (``os.read`` of a non-blocking pipe, ``socket.recv``);
         True at end of file (with the frame complete), False if more may come."""
         while True:
-            want = (_LEN.size - len(self.buf)) if self.need is None else _LEN.size + self.need - len(self.buf)
+            # Up to the frame's end (a whole small reply in one read), never beyond: once it is
+            # complete, one more byte tells end of file from extra bytes.
+            want = _CHUNK if self.need is None else _LEN.size + self.need - len(self.buf)
             try:
-                data = read(max(want, 1))   # once complete: one more byte tells EOF from extra bytes
+                data = read(max(want, 1))
             except (BlockingIOError, InterruptedError):
                 return False
             except OSError as exc:
@@ -85,6 +88,8 @@ class FrameReader:
                 self.need = frame_length(self.buf)
                 if self.need > self.cap:
                     raise WireError(f"reply frame announces {self.need} bytes, over the {self.cap}-byte cap")
+            if self.need is not None and len(self.buf) > _LEN.size + self.need:
+                raise WireError("bytes after the reply frame (a second, unrequested message)")
 
     def payload(self) -> bytes:
         return bytes(self.buf[_LEN.size:])
