@@ -28,6 +28,7 @@ _MAX_TAIL = 256        # room for what the worker appends to bounded text ("[...
 _MAX_RETIRE_CHARS = 2000
 _MAX_SITES = 64
 _CHUNK = 1 << 12   # first read of a reply: most replies fit
+_COLOURS = bytes(range(10))
 # Exit codes of a worker whose channels a program broke (the parent turns them into statuses).
 EXIT_REPLY_LOST = 71     # no reply could be made: the program closed or replaced the reply socket or the worker's files
 EXIT_REQUEST_LOST = 72   # the next request could not be read: the job it carried never started
@@ -132,9 +133,9 @@ def decode(data: bytes, max_side: int = 30) -> tuple[dict[str, Any], list[np.nda
         size = shape[0] * shape[1]
         if offset + size > len(data):
             raise WireError("message shorter than its grids")
-        plane = np.frombuffer(data, dtype=np.uint8, count=size, offset=offset)
-        if size and plane.max() > 9:
+        if data[offset:offset + size].translate(None, _COLOURS):   # anything left is not a colour
             raise WireError("grid value outside 0..9")
+        plane = np.frombuffer(data, dtype=np.uint8, count=size, offset=offset)
         grids.append(plane.reshape(shape).astype(np.int64))
         offset += size
     if offset != len(data):
