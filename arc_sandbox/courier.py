@@ -98,7 +98,7 @@ class Courier:
         return self.reader.pump(lambda n: os.read(channel, n))
 
     def end_job(self) -> None:
-        """Close the job's reply socket: whatever else is written to it goes nowhere."""
+        """Close the job's reply pipe: whatever else is written to it goes nowhere."""
         if self.channel is not None:
             os.close(self.channel)
         self.channel = None

@@ -229,7 +229,7 @@ class Sandbox:
 
     def _fill(self, feed: "_Feed") -> None:
         """Give idle workers a job; while plenty are left, queue a second request behind each, so
-        no round trip separates two programs (its reply socket follows only once the running
+        no round trip separates two programs (its reply pipe follows only once the running
         job's reply is checked: courier.py)."""
         for worker in [w for w in self._pool.values() if w.pid and w.running is None]:
             running = feed.take()
@@ -318,7 +318,7 @@ class Sandbox:
         return result
 
     def _next(self, worker: _Worker) -> None:
-        """The reply checked out: the queued job (already running, most likely) gets its reply socket."""
+        """The reply checked out: the queued job (already running, most likely) gets its reply pipe."""
         worker.running, worker.queued = worker.queued, None
         if worker.running is None:
             return
@@ -501,7 +501,7 @@ class Sandbox:
         self._dying[worker.pid] = worker   # its exit message spawns the replacement
 
     def _requeue_waiting(self, worker: _Worker) -> None:
-        """A job queued behind the running one never got its reply socket: it goes back to the front."""
+        """A job queued behind the running one never got its reply pipe: it goes back to the front."""
         if worker.queued is not None:
             self._feed.requeue(worker.queued)
             worker.queued = None
@@ -759,7 +759,7 @@ def _classify_death(kill_reason: tuple[Status, str, str] | None, exit_info: dict
         return Status.CRASHED, sig.name, f"the worker was killed by {sig.name}{hint}"
     exit_code = os.WEXITSTATUS(code)
     if exit_code == EXIT_REPLY_LOST:
-        return Status.CRASHED, "ChannelClosed", "the program closed or replaced its worker's reply socket or files"
+        return Status.CRASHED, "ChannelClosed", "the program closed or replaced its worker's reply pipe or files"
     if exit_code == EXIT_REQUEST_LOST:
         return (Status.CRASHED, "ChannelClosed",
                 "the worker could not read its next message (the program closed or read its control socket)")

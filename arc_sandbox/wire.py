@@ -30,7 +30,7 @@ _MAX_SITES = 64
 _CHUNK = 1 << 12   # first read of a reply: most replies fit
 _COLOURS = bytes(range(10))
 # Exit codes of a worker whose channels a program broke (the parent turns them into statuses).
-EXIT_REPLY_LOST = 71     # no reply could be made: the program closed or replaced the reply socket or the worker's files
+EXIT_REPLY_LOST = 71     # no reply could be made: the program closed or replaced the reply pipe or the worker's files
 EXIT_REQUEST_LOST = 72   # the next request could not be read: the job it carried never started
 
 

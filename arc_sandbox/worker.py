@@ -135,7 +135,7 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
     """Worker main loop: set up, say hello, then run requests until the parent goes away.
 
     ``fd`` is the control socket. Each job comes on it as a request, then, only once the
-    parent has checked the previous reply, as the reply socket for it (see courier.py). The
+    parent has checked the previous reply, as the reply pipe for it (see courier.py). The
     worker says hello and then shuts its sending side, so nothing a program writes later
     can travel on it.
     """

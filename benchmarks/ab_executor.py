@@ -33,7 +33,9 @@ def run_bench(root: str, programs: int, trivial: int) -> dict:
 
 
 FIGURES = {
+    "mix sandbox programs/s": lambda r: r["mix"]["sandbox_per_s"],
     "mix ratio (sandbox/baseline)": lambda r: r["mix"]["throughput_ratio"],
+    "mix without timeouts/hogs sandbox programs/s": lambda r: r["mix_running_only"]["sandbox_per_s"],
     "mix without timeouts/hogs ratio": lambda r: r["mix_running_only"]["throughput_ratio"],
     "trivial ms per program per core": lambda r: r["trivial"]["sandbox_ms_per_program_per_core"],
     "trivial baseline ms per program per core": lambda r: r["trivial"]["baseline_ms_per_program_per_core"],
