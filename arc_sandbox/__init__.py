@@ -1,18 +1,18 @@
 """arc_sandbox: run LLM-written ARC programs safely and fast, and score what they produce."""
-from .augment import Augmentation, random_augmentation
-from .compare import Comparison, compare
-from .extract import extract_code
-from .grids import GridError, as_grid, is_grid
-from .hardening import Isolation, IsolationError, Layer, LayerStatus
-from .limits import Limits
-from .loading import load_tasks
-from .metrics import (MetricsTable, PartitionScore, TaskScore, aggregate, distinct_grids, fingerprint, pass_at_k,
+from .scoring.augment import Augmentation, random_augmentation
+from .scoring.compare import Comparison, compare
+from .executor.extract import extract_code
+from .executor.grids import GridError, as_grid, is_grid
+from .executor.hardening import Isolation, IsolationError, Layer, LayerStatus
+from .executor.limits import Limits
+from .scoring.loading import load_tasks
+from .scoring.metrics import (MetricsTable, PartitionScore, TaskScore, aggregate, distinct_grids, fingerprint, pass_at_k,
                       score_outputs)
-from .results import AllocSite, Job, ProgramResult, Status
-from .sandbox import Sandbox, SandboxError, SandboxStats, run_program
-from .diagnose import MemoryReport, trace_allocations
-from .submission import build_submission, score_submission, validate_submission, write_submission
-from .tasks import Pair, Task
+from .executor.results import AllocSite, Job, ProgramResult, Status
+from .executor.pool import Sandbox, SandboxError, SandboxStats, run_program
+from .diagnostics.memory import MemoryReport, trace_allocations
+from .scoring.submission import build_submission, score_submission, validate_submission, write_submission
+from .scoring.tasks import Pair, Task
 
 __all__ = [
     "GridError", "Isolation", "IsolationError", "Job", "Layer", "LayerStatus", "Limits", "Pair", "ProgramResult", "Sandbox", "SandboxError", "SandboxStats", "Status",

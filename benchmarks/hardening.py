@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arc_sandbox import Isolation, Limits, Sandbox  # noqa: E402
-from arc_sandbox.benchmark import PROGRAMS, make_jobs  # noqa: E402
+from arc_sandbox.cli.bench import PROGRAMS, make_jobs  # noqa: E402
 
 SLOW = (PROGRAMS["timeout"][1], PROGRAMS["memory_hog"][1])
 

@@ -6,7 +6,7 @@
    1.25 s would otherwise dilute the difference. Target: under 5 % cost.
 2. ``arc-sandbox diagnose`` vs ``arc-sandbox run`` on the same responses file of
    ``--diagnose-programs`` programs (the mix's programs on ARC-AGI-1 training tasks), both as a
-   user runs them (a fresh ``python -m arc_sandbox.cli``). Target: diagnose under 3x run.
+   user runs them (a fresh ``python -m arc_sandbox``). Target: diagnose under 3x run.
 
     python3 benchmarks/memory.py                      # both (about 3-4 minutes on 2 cores)
     python3 benchmarks/memory.py --diagnose-programs 0
@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from arc_sandbox.benchmark import PROGRAMS, make_jobs
-from arc_sandbox.limits import Limits
-from arc_sandbox.loading import load_tasks
-from arc_sandbox.sandbox import Sandbox
+from arc_sandbox.cli.bench import PROGRAMS, make_jobs
+from arc_sandbox.executor.limits import Limits
+from arc_sandbox.scoring.loading import load_tasks
+from arc_sandbox.executor.pool import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def write_responses(path: Path, n: int, seed: int = 0) -> None:
 def cli_seconds(*args: str) -> float:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "arc_sandbox.cli", *args], check=True, env=env,
+    subprocess.run([sys.executable, "-m", "arc_sandbox", *args], check=True, env=env,
                    stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
 

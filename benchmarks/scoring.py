@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
-from arc_sandbox.compare import compare
-from arc_sandbox.loading import load_tasks
-from arc_sandbox.metrics import aggregate
-from arc_sandbox.results import ProgramResult, Status
+from arc_sandbox.scoring.compare import compare
+from arc_sandbox.scoring.loading import load_tasks
+from arc_sandbox.scoring.metrics import aggregate
+from arc_sandbox.executor.results import ProgramResult, Status
 
 
 def naive_similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arc_sandbox.metrics import aggregate, fingerprint, pass_at_k, score_outputs
-from arc_sandbox.results import ProgramResult, Status
-from arc_sandbox.strategies import program_results, tasks
-from arc_sandbox.tasks import Task
+from arc_sandbox.scoring.metrics import aggregate, fingerprint, pass_at_k, score_outputs
+from arc_sandbox.executor.results import ProgramResult, Status
+from arc_sandbox.testing.strategies import program_results, tasks
+from arc_sandbox.scoring.tasks import Task
 
 TASK = Task.from_dict({
     "train": [{"input": [[1]], "output": [[2, 2]]}, {"input": [[3]], "output": [[4, 4]]}],
@@ -150,8 +150,8 @@ def test_aggregate_agrees_with_score_outputs(data):
 def test_metrics_command(tmp_path, capsys):
     import argparse
 
-    from arc_sandbox.metrics import add_cli
-    from arc_sandbox.records import result_to_record, write_records
+    from arc_sandbox.scoring.metrics import add_cli
+    from arc_sandbox.scoring.records import result_to_record, write_records
 
     (tmp_path / "t1.json").write_text(json.dumps(TASK.to_dict()))
     results = tmp_path / "r.jsonl"

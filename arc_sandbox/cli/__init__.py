@@ -8,12 +8,12 @@ import sys
 
 # Each module registers its own subcommand through ``add_cli(subparsers)``.
 _COMMAND_MODULES = (
-    "arc_sandbox.runner",       # run
-    "arc_sandbox.metrics",      # metrics
-    "arc_sandbox.submission",   # submit
-    "arc_sandbox.benchmark",    # bench
-    "arc_sandbox.hardening",    # doctor
-    "arc_sandbox.diagnose",     # diagnose
+    "arc_sandbox.scoring.runner",       # run
+    "arc_sandbox.scoring.metrics",      # metrics
+    "arc_sandbox.scoring.submission",   # submit
+    "arc_sandbox.cli.bench",            # bench
+    "arc_sandbox.executor.hardening",   # doctor
+    "arc_sandbox.diagnostics.memory",   # diagnose
 )
 
 

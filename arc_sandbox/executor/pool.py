@@ -583,7 +583,7 @@ class _Template:
     def start(cls) -> "_Template":
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "arc_sandbox.template", str(theirs.fileno())],
+            [sys.executable, "-m", "arc_sandbox.executor.template", str(theirs.fileno())],
             pass_fds=[theirs.fileno()], env=_worker_env(), stdin=subprocess.DEVNULL, start_new_session=True,
         )
         theirs.close()
@@ -697,7 +697,7 @@ def _kill_group(pid: int) -> None:
 def _worker_env() -> dict[str, str]:
     """A scrubbed environment: the trainer's API tokens stay out of reach of generated code."""
     env = {k: os.environ[k] for k in _KEPT_ENV if k in os.environ}
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     env.update({var: "1" for var in _THREAD_VARS})
     env["PYTHONHASHSEED"] = "0"   # set iteration order of strings is reproducible across runs

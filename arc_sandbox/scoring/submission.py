@@ -16,9 +16,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .compare import grid_or_none
-from .grids import MAX_SIDE
+from arc_sandbox.executor.grids import MAX_SIDE
 from .loading import TaskLoadError, load_tasks, read_json
-from .results import ProgramResult
+from arc_sandbox.executor.results import ProgramResult
 from .tasks import Task
 
 FILLER = [[0]]

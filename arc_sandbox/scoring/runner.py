@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .augment import Augmentation
-from .limits import Limits
+from arc_sandbox.executor.limits import Limits
 from .loading import load_tasks
 from .metrics import aggregate
 from .records import result_to_record
-from .results import Job, ProgramResult
-from .sandbox import Sandbox
+from arc_sandbox.executor.results import Job, ProgramResult
+from arc_sandbox.executor.pool import Sandbox
 from .tasks import Task
 
 EXAMPLE_RESPONSES = "example_responses.jsonl"

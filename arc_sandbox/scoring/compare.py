@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .grids import GridError, as_grid
+from arc_sandbox.executor.grids import GridError, as_grid
 
 # When to count directly rather than by FFT, in cell comparisons (offsets x cells of the smaller grid;
 # 10x10 vs 20x20 is 84k, 30x30 vs 29x30 3M). Direct counting costs ~15 us a call plus ~0.35 ns a

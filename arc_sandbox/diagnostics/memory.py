@@ -26,9 +26,9 @@ from typing import Iterable, Sequence
 import numpy as np
 import psutil
 
-from .limits import Limits
-from .results import AllocSite, Job, ProgramResult, Status
-from .sandbox import Sandbox
+from arc_sandbox.executor.limits import Limits
+from arc_sandbox.executor.results import AllocSite, Job, ProgramResult, Status
+from arc_sandbox.executor.pool import Sandbox
 
 CANDIDATE_LIMITS_MB = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
 # RLIMIT_AS counts virtual memory, which runs ahead of the resident peak measured here
@@ -421,13 +421,13 @@ def _row(p: _Program) -> ProgramMemory | None:
 
 
 def _read_input(source, tasks_source, solutions) -> tuple[list[_Program], list[str], bool]:
-    from .loading import load_tasks
+    from arc_sandbox.scoring.loading import load_tasks
 
     tasks = load_tasks(tasks_source, solutions=solutions) if tasks_source else {}
     if _looks_like_results(source):
         programs, problems = _read_results(source, tasks)
         return programs, problems, True
-    from .runner import read_responses
+    from arc_sandbox.scoring.runner import read_responses
 
     responses, problems = read_responses(source)
     programs = []
@@ -441,7 +441,7 @@ def _read_input(source, tasks_source, solutions) -> tuple[list[_Program], list[s
 
 def _looks_like_results(source) -> bool:
     """A results file's records carry a status; responses don't."""
-    from .records import iter_records
+    from arc_sandbox.scoring.records import iter_records
 
     try:
         for _, record, _ in iter_records(source):
@@ -453,7 +453,7 @@ def _looks_like_results(source) -> bool:
 
 
 def _read_results(source, tasks) -> tuple[list[_Program], list[str]]:
-    from .records import iter_records, record_to_result
+    from arc_sandbox.scoring.records import iter_records, record_to_result
 
     programs, problems = [], []
     for number, record, error in iter_records(source):
