@@ -25,10 +25,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from arc_sandbox.executor.extract import extract_code
-from arc_sandbox.executor.limits import Limits
-from arc_sandbox.executor.results import Job, ProgramResult, Status
-from arc_sandbox.scoring.tasks import Task
+from arc_sandbox import Job, Limits, ProgramResult, Status, Task, extract_code
 
 from .config import InferConfig, load_tasks_or_fail, to_yaml
 
@@ -111,7 +108,7 @@ def _prompt(task: Task, tokenizer, config: InferConfig, rng: np.random.Generator
     augmentation = None
     shown = task
     if config.use_data_augmentation:
-        from arc_sandbox.scoring.augment import random_augmentation
+        from arc_sandbox import random_augmentation
         augmentation = random_augmentation(rng)
         shown = augmentation.apply_task(task)
     return Prompt(task=task, shown=shown, augmentation=augmentation,
@@ -156,7 +153,7 @@ def reverted(result: ProgramResult, prompt: Prompt) -> ProgramResult:
 
 
 def _scored(text: str, result: ProgramResult, prompt: Prompt) -> Prediction:
-    from arc_sandbox.scoring.metrics import fingerprint, score_outputs
+    from arc_sandbox import fingerprint, score_outputs
 
     prediction = Prediction(text=text, code=result.code or None, augmentation=_augmentation_json(prompt),
                             status=result.status.value, error_type=result.error_type,
@@ -210,8 +207,7 @@ def _write(config: InferConfig, tasks: dict[str, Task], predictions: dict[str, l
         log.info("wrote %s", predictions_path)
         return result
 
-    from arc_sandbox.scoring.metrics import aggregate
-    from arc_sandbox.scoring.submission import build_submission, write_submission
+    from arc_sandbox import aggregate, build_submission, write_submission
 
     programs = results_for_metrics(predictions)
     table = aggregate(programs, tasks)

@@ -25,12 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from arc_sandbox.scoring.compare import Comparison, similarity_pairs
-from arc_sandbox.executor.extract import extract_code
-from arc_sandbox.executor.limits import Limits
-from arc_sandbox.scoring.metrics import TaskScore, distinct_grids, partition_score, score_outputs
-from arc_sandbox.executor.results import Job, ProgramResult, Status
-from arc_sandbox.scoring.tasks import Task
+from arc_sandbox import (Comparison, Job, Limits, ProgramResult, Status, Task, TaskScore, distinct_grids, extract_code,
+                         partition_score, score_outputs, similarity_pairs)
 
 from .data import cached_task_from_json, task_from_json
 from .stats import NGRAM_SIZES, RepetitionTable, measure_repetition, pack_tokens, tokens_of
@@ -202,7 +198,7 @@ class SandboxReward:
     @property
     def sandbox(self):
         if self._sandbox is None:
-            from arc_sandbox.executor.pool import Sandbox
+            from arc_sandbox import Sandbox
             self._sandbox = Sandbox(workers=self.workers, limits=self.limits, **self.sandbox_kwargs)
         return self._sandbox
 
