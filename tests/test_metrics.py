@@ -150,7 +150,7 @@ def test_aggregate_agrees_with_score_outputs(data):
 def test_metrics_command(tmp_path, capsys):
     import argparse
 
-    from arc_sandbox.scoring.metrics import add_cli
+    from arc_sandbox.cli.metrics import add_cli
     from arc_sandbox.scoring.records import result_to_record, write_records
 
     (tmp_path / "t1.json").write_text(json.dumps(TASK.to_dict()))

@@ -21,7 +21,9 @@ import traceback
 import types
 
 import numpy as np
-from multiprocess.connection import Connection
+# The stdlib's Connection: same framing as multiprocess's (which the pool uses), without multiprocess and dill
+# in the program's world (only send_bytes/recv_bytes are used: nothing is pickled).
+from multiprocessing.connection import Connection
 
 from arc_sandbox.dsl import common
 from .alloc_trace import AllocTracer
