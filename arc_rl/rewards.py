@@ -25,8 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from arc_sandbox import (Comparison, Job, Limits, ProgramResult, Status, Task, TaskScore, distinct_grids, extract_code,
-                         partition_score, score_outputs, similarity_pairs)
+from arc_sandbox import Job, Limits, ProgramResult, Status, Task, TaskScore, extract_code, score_outputs, score_tasks
+from arc_sandbox import score_many  # noqa: F401  (arc_rl.score_many, as before scoring moved to arc_sandbox)
 
 from .data import cached_task_from_json, task_from_json
 from .stats import NGRAM_SIZES, RepetitionTable, measure_repetition, pack_tokens, tokens_of
@@ -79,76 +79,6 @@ def arc_v2_no_pixel_score(result: ProgramResult, task: Task, score: TaskScore | 
         return 0.0
     correct, _ = correct_and_pixel(score if score is not None else score_outputs(result.outputs, task))
     return 1.0 + 9.0 * correct
-
-
-def score_many(outputs: Sequence[Sequence[Any]], task: Task) -> list[TaskScore]:
-    """:func:`~arc_sandbox.metrics.score_outputs` for many programs of one task (see :func:`score_tasks`)."""
-    return score_tasks([(outputs, task)])[0]
-
-
-def score_tasks(batches: Sequence[tuple[Sequence[Sequence[Any]], Task]]) -> list[list[TaskScore]]:
-    """:func:`~arc_sandbox.metrics.score_outputs` for many programs of several tasks: ``batches`` holds
-    ``(outputs of each program, task)`` pairs, and the result one list of scores per pair.
-
-    A GRPO step's samples repeat each other a lot and its cost is mostly per numpy call, so the whole step is
-    scored together: each distinct grid is validated once, each distinct (grid, expected grid) pair compared
-    once, all in a few batched calls, and each distinct combination of a task's outputs is scored once
-    (programs with the same outputs share one :class:`TaskScore` object).
-    """
-    flat: list[Any] = []     # the grids of every scored input of every task, input by input
-    for outputs, task in batches:
-        n_inputs = len(task.train) + len(task.test)
-        for k, outs in enumerate(outputs):
-            if len(outs) != n_inputs:
-                raise ValueError(f"task {task.id}: program {k}: expected {n_inputs} outputs, got {len(outs)}")
-        for j in _scored_inputs(task):
-            flat.extend(outs[j] for outs in outputs)
-    flat_ids, grids = distinct_grids(flat)
-    tables, pair_index, predicted, wanted = [], [], [], []
-    start = 0
-    for outputs, task in batches:
-        expected, scored = task.expected, _scored_inputs(task)
-        table = flat_ids[start:start + len(outputs) * len(scored)].reshape(len(scored), len(outputs)).T
-        start += len(outputs) * len(scored)
-        index: dict[int, dict[int, int]] = {}    # input -> its distinct grid ids -> pair
-        for c, j in enumerate(scored):
-            index[j] = {}
-            for g in dict.fromkeys(table[:, c].tolist()):
-                if g >= 0:
-                    index[j][g] = len(predicted)
-                    predicted.append(grids[g])
-                    wanted.append(expected[j])
-        tables.append(table)
-        pair_index.append(index)
-    comparisons = [Comparison(exact=p.shape == w.shape and s == 1.0, same_shape=p.shape == w.shape, similarity=s)
-                   for p, w, s in zip(predicted, wanted, similarity_pairs(predicted, wanted).tolist())]
-    return [_task_scores(task, table, {j: {g: comparisons[p] for g, p in ids.items()} for j, ids in index.items()})
-            for (_, task), table, index in zip(batches, tables, pair_index)]
-
-
-def _scored_inputs(task: Task) -> list[int]:
-    """Positions in ``task.inputs`` with a known expected output (test outputs may be unknown)."""
-    return [j for j, want in enumerate(task.expected) if want is not None]
-
-
-def _task_scores(task: Task, table: np.ndarray, found: dict[int, dict[int, Comparison]]) -> list[TaskScore]:
-    """One score per row of ``table`` (a program: the id of its grid for each scored input, -1 for none), each
-    distinct row scored once; ``found[input][grid id]`` is that grid's comparison."""
-    n_train, n_inputs = len(task.train), len(task.train) + len(task.test)
-    by_row: dict[tuple[int, ...], TaskScore] = {}
-    out = []
-    for row in map(tuple, table.tolist()):
-        score = by_row.get(row)
-        if score is None:
-            grid_of = dict(zip(found, row))
-            comparisons = tuple(found[j].get(grid_of[j], _MISSING) if j in found else None for j in range(n_inputs))
-            score = by_row[row] = TaskScore(train=partition_score(comparisons[:n_train]),
-                                            test=partition_score(comparisons[n_train:]), comparisons=comparisons)
-        out.append(score)
-    return out
-
-
-_MISSING = Comparison(exact=False, same_shape=False, similarity=0.0)
 
 
 # --------------------------------------------------------------------------- the TRL reward callable

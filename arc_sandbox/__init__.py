@@ -13,8 +13,8 @@ __all__ = [
     "is_grid", "run_program",
     "Augmentation", "Comparison", "MetricsTable", "PartitionScore", "TaskScore", "aggregate", "build_submission",
     "compare", "distinct_grids", "fingerprint", "load_tasks", "partition_score", "pass_at_k",
-    "random_augmentation", "score_outputs", "score_submission", "similarity_pairs", "validate_submission",
-    "write_submission",
+    "random_augmentation", "score_many", "score_outputs", "score_submission", "score_tasks", "similarity_pairs",
+    "validate_submission", "write_submission",
     "AllocSite", "MemoryReport", "trace_allocations",
 ]
 __version__ = "0.1.0"
@@ -31,7 +31,8 @@ __getattr__, __dir__ = lazy_exports(globals(), {
     "arc_sandbox.scoring.loading": ("load_tasks",),
     "arc_sandbox.scoring.compare": ("Comparison", "compare", "similarity_pairs"),
     "arc_sandbox.scoring.metrics": ("MetricsTable", "PartitionScore", "TaskScore", "aggregate", "distinct_grids",
-                                    "fingerprint", "partition_score", "pass_at_k", "score_outputs"),
+                                    "fingerprint", "partition_score", "pass_at_k", "score_many", "score_outputs",
+                                    "score_tasks"),
     "arc_sandbox.scoring.augment": ("Augmentation", "random_augmentation"),
     "arc_sandbox.scoring.submission": ("build_submission", "score_submission", "validate_submission",
                                        "write_submission"),

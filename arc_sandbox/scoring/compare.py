@@ -37,7 +37,7 @@ class Comparison:
     similarity: float    # in [0, 1]; 1.0 exactly when ``exact``
 
 
-_MISSING = Comparison(exact=False, same_shape=False, similarity=0.0)
+NO_GRID = Comparison(exact=False, same_shape=False, similarity=0.0)   # a missing or invalid grid
 
 
 def compare(predicted: Any, expected: Any) -> Comparison:
@@ -48,7 +48,7 @@ def compare(predicted: Any, expected: Any) -> Comparison:
     expected = as_grid(expected)
     predicted = grid_or_none(predicted)
     if predicted is None:
-        return _MISSING
+        return NO_GRID
     if predicted.shape == expected.shape:
         matches = int(np.count_nonzero(predicted == expected))
         return Comparison(exact=matches == expected.size, same_shape=True,

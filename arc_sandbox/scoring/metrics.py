@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .compare import Comparison, compare, grid_or_none, similarity_many
+from .compare import NO_GRID, Comparison, grid_or_none, similarity_pairs
 from arc_sandbox.executor.grids import MAX_SIDE
 from arc_sandbox.executor.results import ProgramResult, Status
 from .tasks import Task
@@ -57,14 +57,91 @@ class TaskScore:
 
 def score_outputs(outputs: Sequence[Any], task: Task) -> TaskScore:
     """Score one program's outputs, aligned with ``task.inputs`` (train inputs, then test inputs)."""
-    expected = task.expected
-    if len(outputs) != len(expected):
-        raise ValueError(f"task {task.id}: outputs: expected {len(expected)} grids "
+    if len(outputs) != len(task.expected):
+        raise ValueError(f"task {task.id}: outputs: expected {len(task.expected)} grids "
                          f"(train + test inputs), got {len(outputs)}")
-    comparisons = tuple(None if want is None else compare(got, want) for got, want in zip(outputs, expected))
-    n_train = len(task.train)
-    return TaskScore(train=partition_score(comparisons[:n_train]), test=partition_score(comparisons[n_train:]),
-                     comparisons=comparisons)
+    return score_tasks([([outputs], task)])[0][0]
+
+
+def score_many(outputs: Sequence[Sequence[Any]], task: Task) -> list[TaskScore]:
+    """:func:`score_outputs` for many programs of one task (see :func:`score_tasks`)."""
+    return score_tasks([(outputs, task)])[0]
+
+
+def score_tasks(batches: Sequence[tuple[Sequence[Sequence[Any]], Task]]) -> list[list[TaskScore]]:
+    """:func:`score_outputs` for many programs of several tasks: ``batches`` holds ``(outputs of each program,
+    task)`` pairs, and the result one list of scores per pair.
+
+    The one scoring path: :func:`score_outputs`, :func:`aggregate` and arc_rl's rewards all come here. A GRPO
+    step's samples repeat each other a lot and its cost is mostly per numpy call, so the whole step is scored
+    together: each distinct grid is validated once, each distinct (grid, expected grid) pair compared once, all
+    in a few batched calls, and each distinct combination of a task's outputs is scored once (programs with the
+    same outputs share one :class:`TaskScore` object).
+    """
+    return [scores for scores, _ in _score(batches, every_input=False)]
+
+
+def _score(batches: Sequence[tuple[Sequence[Sequence[Any]], Task]], every_input: bool,
+           ) -> list[tuple[list[TaskScore], np.ndarray]]:
+    """:func:`score_tasks`, and per task its table of distinct-grid ids (programs x inputs: the scored inputs,
+    or every input with ``every_input``; -1 for a missing or invalid grid)."""
+    flat: list[Any] = []     # the grids of every tabled input of every task, input by input
+    columns = []
+    for outputs, task in batches:
+        n_inputs = len(task.expected)
+        for k, outs in enumerate(outputs):
+            if len(outs) != n_inputs:
+                raise ValueError(f"task {task.id}: program {k}: expected {n_inputs} outputs, got {len(outs)}")
+        columns.append(list(range(n_inputs)) if every_input else _scored_inputs(task))
+        for j in columns[-1]:
+            flat.extend(outs[j] for outs in outputs)
+    flat_ids, grids = distinct_grids(flat)
+    tables, pair_index, predicted, wanted = [], [], [], []
+    start = 0
+    for (outputs, task), cols in zip(batches, columns):
+        expected = task.expected
+        table = flat_ids[start:start + len(outputs) * len(cols)].reshape(len(cols), len(outputs)).T
+        start += len(outputs) * len(cols)
+        index: dict[int, dict[int, int]] = {}    # scored input -> its distinct grid ids -> pair
+        for c, j in enumerate(cols):
+            if expected[j] is None:
+                continue
+            index[j] = {}
+            for g in dict.fromkeys(table[:, c].tolist()):
+                if g >= 0:
+                    index[j][g] = len(predicted)
+                    predicted.append(grids[g])
+                    wanted.append(expected[j])
+        tables.append(table)
+        pair_index.append(index)
+    comparisons = [Comparison(exact=p.shape == w.shape and s == 1.0, same_shape=p.shape == w.shape, similarity=s)
+                   for p, w, s in zip(predicted, wanted, similarity_pairs(predicted, wanted).tolist())]
+    return [(_task_scores(task, table, cols, {j: {g: comparisons[p] for g, p in ids.items()}
+                                              for j, ids in index.items()}), table)
+            for (_, task), table, cols, index in zip(batches, tables, columns, pair_index)]
+
+
+def _scored_inputs(task: Task) -> list[int]:
+    """Positions in ``task.inputs`` with a known expected output (test outputs may be unknown)."""
+    return [j for j, want in enumerate(task.expected) if want is not None]
+
+
+def _task_scores(task: Task, table: np.ndarray, cols: list[int],
+                 found: dict[int, dict[int, Comparison]]) -> list[TaskScore]:
+    """One score per row of ``table`` (a program: the id of its grid for each input in ``cols``, -1 for none),
+    each distinct row scored once; ``found[input][grid id]`` is that grid's comparison."""
+    n_train, n_inputs = len(task.train), len(task.expected)
+    by_row: dict[tuple[int, ...], TaskScore] = {}
+    out = []
+    for row in map(tuple, table.tolist()):
+        score = by_row.get(row)
+        if score is None:
+            grid_of = dict(zip(cols, row))
+            comparisons = tuple(found[j].get(grid_of[j], NO_GRID) if j in found else None for j in range(n_inputs))
+            score = by_row[row] = TaskScore(train=partition_score(comparisons[:n_train]),
+                                            test=partition_score(comparisons[n_train:]), comparisons=comparisons)
+        out.append(score)
+    return out
 
 
 def partition_score(comparisons: Iterable[Comparison | None]) -> PartitionScore:
@@ -212,15 +289,12 @@ def _task_metrics(task: Task, results: Sequence[ProgramResult], ks: tuple[int, .
             outputs.append([None] * n_inputs)
         else:
             outputs.append(r.outputs)
-    # Score each distinct grid once per input: samples repeat each other a lot.
-    sim = np.zeros((n, n_inputs))
-    ids = np.full((n, n_inputs), -1, dtype=np.int64)
-    for j in range(n_inputs):
-        column, uniques = distinct_grids([out[j] for out in outputs])
-        ids[:, j] = column
-        if expected[j] is not None and uniques:
-            scores = np.append(similarity_many(uniques, expected[j]), 0.0)   # id -1 -> 0
-            sim[:, j] = scores[column]
+    scores, ids = _score([(outputs, task)], every_input=True)[0]
+    by_score: dict[int, list[float]] = {}    # programs with the same outputs share one TaskScore: read it once
+    for score in scores:
+        if id(score) not in by_score:
+            by_score[id(score)] = [0.0 if c is None else c.similarity for c in score.comparisons]
+    sim = np.array([by_score[id(score)] for score in scores], dtype=np.float64).reshape(n, n_inputs)
     exact = sim == 1.0    # similarity is 1.0 exactly for equal grids and below 1 otherwise
     train_cols = list(range(n_train))
     test_cols = [j for j in range(n_train, n_inputs) if expected[j] is not None]
