@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import gzip
 import json
 import logging
 from collections import Counter
@@ -18,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from arc_sandbox import GridError, MAX_SIDE, Pair, Task, as_grid, is_grid
+from arc_sandbox import GridError, MAX_SIDE, Pair, Task, as_grid, is_grid, open_text
 
 from .prompts import render_prompt
 
@@ -92,8 +91,7 @@ def iter_barc_jsonl(path: str | Path, seed: int = 0, limit: int | None = None,
     """
     report = report if report is not None else ReadReport()
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as lines:
+    with open_text(path) as lines:
         for line_no, line in enumerate(lines):
             if limit is not None and report.tasks >= limit:
                 break

@@ -18,14 +18,14 @@ import concurrent.futures
 import enum
 import inspect
 import logging
-import re
 import time
 from collections import Counter
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from arc_sandbox import Job, Limits, ProgramResult, Status, Task, TaskScore, extract_code, score_outputs, score_tasks
+from arc_sandbox import (Job, Limits, ProgramResult, Status, Task, TaskScore, extract_code, has_fence, score_outputs,
+                         score_tasks)
 from arc_sandbox import score_many  # noqa: F401  (arc_rl.score_many, as before scoring moved to arc_sandbox)
 
 from .data import cached_task_from_json, task_from_json
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 RewardFn = Callable[..., float]
 REWARDS: dict[str, RewardFn] = {}
 MAX_REWARD = 10.0            # both built-in rewards: every grid right
-_FENCE_OPENED = re.compile(r"```[ \t]*(python|py|python3)?[ \t]*\n", re.IGNORECASE)
 
 
 def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
@@ -194,7 +193,7 @@ class SandboxReward:
     def _truncated(self, texts: list[str], codes: list[str | None],
                    completion_ids: Sequence[Sequence[int]] | None) -> list[bool]:
         """Cut off by the length limit: it used every token, or opened a code fence it never closed."""
-        cut = [code is None and _FENCE_OPENED.search(text) is not None for text, code in zip(texts, codes)]
+        cut = [code is None and has_fence(text) for text, code in zip(texts, codes)]
         if completion_ids is not None and self.max_completion_length:
             cut = [c or len(ids) >= self.max_completion_length for c, ids in zip(cut, completion_ids)]
         return cut

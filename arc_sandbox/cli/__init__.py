@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 
+_DESCRIPTION = "run, score, submit, benchmark, diagnose, check the host."
 # One module per subcommand, imported when the parser is built.
 _COMMAND_MODULES = (
     "arc_sandbox.cli.run",
@@ -23,7 +24,7 @@ _COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arc-sandbox", description="run, score, submit, benchmark, diagnose, check the host.")
+    parser = argparse.ArgumentParser(prog="arc-sandbox", description=_DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).add_cli(subparsers)

@@ -21,7 +21,7 @@ import numpy as np
 import psutil
 
 from arc_sandbox.executor.limits import Limits
-from arc_sandbox.executor.results import AllocSite, Job, ProgramResult, Status
+from arc_sandbox.executor.results import AllocSite, Job, ProgramResult, Status, as_job
 from arc_sandbox.executor.pool import Sandbox
 
 CANDIDATE_LIMITS_MB = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -169,7 +169,7 @@ def trace_allocations(results: Sequence[ProgramResult | None], jobs: Sequence[Jo
     (5x the time, at least 5 s); a given ``Sandbox`` is used as it is.
     """
     chosen = list(indices) if indices is not None else pick_for_tracing(results, top)
-    traced_jobs = [dataclasses.replace(_as_job(jobs[i]), trace_memory=True) for i in chosen]
+    traced_jobs = [dataclasses.replace(as_job(jobs[i]), trace_memory=True) for i in chosen]
     if not traced_jobs:
         return {}
     if isinstance(sandbox_or_limits, Sandbox):
@@ -180,10 +180,6 @@ def trace_allocations(results: Sequence[ProgramResult | None], jobs: Sequence[Jo
         with Sandbox(workers=min(len(traced_jobs), len(os.sched_getaffinity(0))), limits=limits) as sb:
             traced = sb.run(traced_jobs)
     return dict(zip(chosen, traced))
-
-
-def _as_job(job: Job | tuple) -> Job:
-    return job if isinstance(job, Job) else Job(*job)
 
 
 # -- the report -------------------------------------------------------------------------------

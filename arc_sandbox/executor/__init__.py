@@ -13,8 +13,8 @@ from arc_sandbox._lazy import lazy_exports
 
 __all__ = [
     "AllocSite", "GridError", "Isolation", "IsolationError", "Job", "Layer", "LayerStatus", "Limits", "MAX_SIDE",
-    "ProgramResult", "Sandbox", "SandboxError", "SandboxStats", "Status", "as_grid", "extract_code", "is_grid",
-    "run_program",
+    "ProgramResult", "Sandbox", "SandboxError", "SandboxStats", "Status", "as_grid", "extract_code", "has_fence",
+    "is_grid", "run_program",
 ]
 
 __getattr__, __dir__ = lazy_exports(globals(), {
@@ -22,6 +22,6 @@ __getattr__, __dir__ = lazy_exports(globals(), {
     "arc_sandbox.executor.results": ("AllocSite", "Job", "ProgramResult", "Status"),
     "arc_sandbox.executor.limits": ("Limits",),
     "arc_sandbox.executor.hardening": ("Isolation", "IsolationError", "Layer", "LayerStatus"),
-    "arc_sandbox.executor.extract": ("extract_code",),
+    "arc_sandbox.executor.extract": ("extract_code", "has_fence"),
     "arc_sandbox.executor.grids": ("GridError", "MAX_SIDE", "as_grid", "is_grid"),
 })

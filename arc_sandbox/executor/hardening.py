@@ -43,7 +43,9 @@ class Layer(str, enum.Enum):
 
 
 ALL_LAYERS = frozenset(Layer)
-KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")   # what programs see (Isolation.keep_env)
+# What the template process starts with (besides THREAD_ENV): the caller's secrets never reach it.
+TEMPLATE_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME", "PYTHONPATH")
 THREAD_ENV = {var: "1" for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                    "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
 _WORKDIR_PREFIX = "arc-sandbox-"
@@ -479,6 +481,15 @@ def kill_strays(known: Iterable[int]) -> list[int]:
     for pid in strays:
         _kill(pid)
     return strays
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a process group (a worker's, the template's); gone already is fine."""
+    if pid > 0:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _kill(pid: int) -> None:

@@ -20,7 +20,7 @@ import signal
 import socket
 import sys
 
-from arc_sandbox.executor.hardening import become_subreaper, kill_strays, remove_workdir, remove_workdirs
+from arc_sandbox.executor.hardening import become_subreaper, kill_group, kill_strays, remove_workdir, remove_workdirs
 
 PRELOAD = (
     "numpy", "scipy.ndimage", "collections", "itertools", "functools", "typing", "copy", "math",
@@ -48,7 +48,7 @@ def main(ctrl_fd: int) -> None:
         _serve(ctrl, wake_r, children)
     finally:
         for pid in children:
-            _kill_group(pid)
+            kill_group(pid)
         remove_workdirs()
 
 
@@ -108,13 +108,6 @@ def _reap(ctrl: socket.socket, children: set[int]) -> None:
         remove_workdir(pid)
         _send(ctrl, op="exited", pid=pid, status=status, maxrss_kb=usage.ru_maxrss,
               cpu_s=usage.ru_utime + usage.ru_stime, strays=kill_strays(children))
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _send(ctrl: socket.socket, **message) -> None:

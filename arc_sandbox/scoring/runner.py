@@ -14,16 +14,17 @@ A bad row is reported with its position and skipped; the others still run.
 """
 from __future__ import annotations
 
-import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .augment import Augmentation
-from .records import result_to_record
-from arc_sandbox.executor.results import Job, ProgramResult
 from arc_sandbox.executor.pool import Sandbox
+from arc_sandbox.executor.results import Job, ProgramResult
+
+from .augment import Augmentation
+from .loading import json_lines, open_text
+from .records import result_to_record
 from .tasks import Task
 
 EXAMPLE_RESPONSES = "example_responses.jsonl"
@@ -41,20 +42,18 @@ class Response:
 
 def read_responses(path: str | Path) -> tuple[list[Response], list[str]]:
     """Responses in file order, and one message per row that could not be used."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
+    with open_text(path) as fh:
         text = fh.read()
     errors: list[str] = []
     try:
         rows = list(_rows_from_json(json.loads(text)))
-    except json.JSONDecodeError:
+    except json.JSONDecodeError:   # JSON lines, then
         rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append((f"line {n}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    errors.append(f"line {n}: not JSON ({exc.msg})")
+        for n, row, error in json_lines(text.splitlines()):
+            if error:
+                errors.append(error)
+            else:
+                rows.append((f"line {n}", row))
     responses, counts = [], {}
     for where, row in rows:
         try:
