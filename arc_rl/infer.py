@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class Prompt:
     task: Task                 # the original task
     shown: Task                # the task as rendered in the prompt (augmented or not)
-    augmentation: Any          # arc_sandbox.augment.Augmentation or None
+    augmentation: Any          # arc_sandbox.Augmentation or None
     text: str
 
 
@@ -62,7 +62,7 @@ class InferResult:
     predictions: dict[str, list[Prediction]]
     metrics_path: Path | None = None
     submission_path: Path | None = None
-    table: Any = None                               # arc_sandbox.metrics.MetricsTable with --evaluate
+    table: Any = None                               # arc_sandbox.MetricsTable with --evaluate
     skipped_prompts: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 

@@ -1,7 +1,7 @@
 """ARC rewards, and the reward callable TRL's ``GRPOTrainer`` calls every step.
 
-A reward function maps a program's :class:`~arc_sandbox.results.ProgramResult` and its task to a float; it may
-take the precomputed ``score`` (a :class:`~arc_sandbox.metrics.TaskScore` of ``result.outputs``), which
+A reward function maps a program's :class:`~arc_sandbox.ProgramResult` and its task to a float; it may
+take the precomputed ``score`` (a :class:`~arc_sandbox.TaskScore` of ``result.outputs``), which
 :class:`SandboxReward` computes for a whole step at once. Both built-in rewards give 0 unless the program
 returned a valid grid for *every* input (like the reference project, where one exception failed the whole run),
 and average over train and test grids weighted by their count; test grids without a known output are not scored.
@@ -41,7 +41,7 @@ MAX_REWARD = 10.0            # both built-in rewards: every grid right
 def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
     """Decorator adding ``fn(result, task, score=None) -> float`` to :data:`REWARDS` under ``name``.
 
-    :class:`SandboxReward` passes ``score`` (the result's :class:`~arc_sandbox.metrics.TaskScore`) for programs
+    :class:`SandboxReward` passes ``score`` (the result's :class:`~arc_sandbox.TaskScore`) for programs
     with a valid grid for every input and None otherwise. A function without a ``score`` parameter is called
     as ``fn(result, task)``.
     """

@@ -3,8 +3,8 @@
 Start-up: in fresh interpreters, ``python3 -X importtime -c "import numpy, scipy.ndimage; import common"``
 (the workers preload numpy and scipy.ndimage anyway); the cumulative time of the ``common`` entry is what the
 library adds, printed against the numpy + scipy.ndimage time of the same run. The file is imported as a
-top-level module from a copy, because ``import arc_sandbox.common`` would also import the package's executor
-modules. Measured with bytecode compiled at every start (this environment sets PYTHONDONTWRITEBYTECODE) and
+top-level module from a copy, as the workers serve it (``common``), so that only the library itself is timed,
+not arc_sandbox's package modules. Measured with bytecode compiled at every start (this environment sets PYTHONDONTWRITEBYTECODE) and
 with cached bytecode. Median of several runs. Target: under 50 ms added.
 
     python3 benchmarks/common_import.py [--runs 7]

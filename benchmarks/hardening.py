@@ -2,7 +2,7 @@
 
     python3 benchmarks/hardening.py [--jobs 1500] [--rounds 3] [--workers 2]
 
-Two workloads from the executor benchmark's program mix (``arc_sandbox.benchmark.make_jobs``, real
+Two workloads from the executor benchmark's program mix (``arc_sandbox.cli.bench.make_jobs``, real
 ARC-AGI-1 inputs): the full mix (with its timeouts and memory hogs, which replace workers, so
 the per-worker set-up of the layers is paid again) and the programs that run normally only
 (the per-program cost: the descendant check after each program). Rounds alternate on/off;

@@ -1,7 +1,7 @@
 """Memory diagnostics costs, measured against baselines run in this same script.
 
 1. Per-program peak memory measurement on vs off (``Limits.measure_memory``): executor
-   throughput on the benchmark mix (``arc_sandbox.benchmark.make_jobs``), on and off runs
+   throughput on the benchmark mix (``arc_sandbox.cli.bench.make_jobs``), on and off runs
    interleaved, medians of ``--reps``; also on the mix without its timeout programs, whose fixed
    1.25 s would otherwise dilute the difference. Target: under 5 % cost.
 2. ``arc-sandbox diagnose`` vs ``arc-sandbox run`` on the same responses file of

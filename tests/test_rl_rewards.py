@@ -22,7 +22,7 @@ BUILTIN = ("arc-v1", "arc-v2-no-pixel-score")
 
 
 # --------------------------------------------------------------------------- reward functions
-# Tasks, augmentations and program outcomes come from arc_sandbox.strategies, augmentation from arc_sandbox.augment.
+# Tasks, augmentations and program outcomes come from arc_sandbox.testing, augmentation from arc_sandbox.scoring.augment.
 
 any_tasks = st.booleans().flatmap(lambda known: tasks(max_side=6, test_outputs=known))   # test outputs known or not
 

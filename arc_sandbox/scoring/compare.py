@@ -43,7 +43,7 @@ NO_GRID = Comparison(exact=False, same_shape=False, similarity=0.0)   # a missin
 def compare(predicted: Any, expected: Any) -> Comparison:
     """Compare ``predicted`` (a grid, or None / anything invalid, which scores 0) with ``expected``.
 
-    ``expected`` must be a valid grid; a :class:`~arc_sandbox.grids.GridError` says why not.
+    ``expected`` must be a valid grid; a :class:`~arc_sandbox.executor.grids.GridError` says why not.
     """
     expected = as_grid(expected)
     predicted = grid_or_none(predicted)

@@ -1,7 +1,7 @@
 """Scores for one program on one task, and tables over many programs and tasks.
 
 Per program and partition (train, test): ``pixel_score`` (mean similarity, see
-:mod:`arc_sandbox.compare`), ``correct_grids`` (fraction of grids exactly right) and
+:mod:`arc_sandbox.scoring.compare`), ``correct_grids`` (fraction of grids exactly right) and
 ``all_correct``. Test pairs whose expected output is unknown are not scored.
 
 Per task, over its programs (:func:`aggregate`): see :class:`TaskMetrics`. A program *passes*

@@ -4,7 +4,7 @@ Responses files (JSON or JSONL, optionally gzipped) may be:
 
 - JSON lines ``{"task_id": ..., "text": ...}`` (``text`` may also be named ``response``,
   ``completion`` or ``code``), with optional ``sample`` and ``augmentation`` (see
-  ``arc_sandbox.augment``: the program then runs on the augmented task and its outputs are
+  ``arc_sandbox.scoring.augment``: the program then runs on the augmented task and its outputs are
   reverted before scoring);
 - a JSON object ``{task_id: [text, ...]}`` or arc25's
   ``{task_id: {"text_predictions": [...], "data_augmentation_params": ...}}``;
