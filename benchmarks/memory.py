@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from arc_sandbox.cli.bench import PROGRAMS, make_jobs
-from arc_sandbox.executor.limits import Limits
-from arc_sandbox.scoring.loading import load_tasks
-from arc_sandbox.executor.pool import Sandbox
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))   # this checkout, not an installed copy
+
+from arc_sandbox import Limits, Sandbox, load_tasks  # noqa: E402
+from arc_sandbox.cli.bench import PROGRAMS, make_jobs  # noqa: E402
 
 
 def throughput(jobs, workers: int, measure: bool) -> float:
