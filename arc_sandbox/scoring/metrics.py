@@ -72,19 +72,39 @@ def score_tasks(batches: Sequence[tuple[Sequence[Sequence[Any]], Task]]) -> list
     """:func:`score_outputs` for many programs of several tasks: ``batches`` holds ``(outputs of each program,
     task)`` pairs, and the result one list of scores per pair.
 
-    The one scoring path: :func:`score_outputs`, :func:`aggregate` and arc_rl's rewards all come here. A GRPO
-    step's samples repeat each other a lot and its cost is mostly per numpy call, so the whole step is scored
-    together: each distinct grid is validated once, each distinct (grid, expected grid) pair compared once, all
-    in a few batched calls, and each distinct combination of a task's outputs is scored once (programs with the
-    same outputs share one :class:`TaskScore` object).
+    The one scoring path (:func:`_compare_batches`): :func:`score_outputs`, :func:`aggregate` and arc_rl's rewards
+    all come here. A GRPO step's samples repeat each other a lot and its cost is mostly per numpy call, so the
+    whole step is scored together: each distinct grid is validated once, each distinct (grid, expected grid) pair
+    compared once, all in a few batched calls, and each distinct combination of a task's outputs is scored once
+    (programs with the same outputs share one :class:`TaskScore` object).
     """
-    return [scores for scores, _ in _score(batches, every_input=False)]
+    compared = _compare_batches(batches, every_input=False)
+    comparisons = [Comparison(exact=same and s == 1.0, same_shape=same, similarity=s)
+                   for same, s in zip(compared.same_shape, compared.similarity.tolist())]
+    return [_task_scores(task, table, cols, {j: {g: comparisons[p] for g, p in ids.items()}
+                                             for j, ids in pairs.items()})
+            for (_, task), table, cols, pairs in zip(batches, compared.tables, compared.columns, compared.pairs)]
 
 
-def _score(batches: Sequence[tuple[Sequence[Sequence[Any]], Task]], every_input: bool,
-           ) -> list[tuple[list[TaskScore], np.ndarray]]:
-    """:func:`score_tasks`, and per task its table of distinct-grid ids (programs x inputs: the scored inputs,
-    or every input with ``every_input``; -1 for a missing or invalid grid)."""
+@dataclass
+class _Compared:
+    """What :func:`_compare_batches` found: per task, the distinct-grid id of each program's output for each
+    input in ``columns`` (``tables``, programs x columns; -1 for a missing or invalid grid) and, per scored input,
+    the pair of each of its distinct grids (``pairs[task][input][grid id]``); per pair, whether the shapes agree
+    and the similarity. ``n_grids`` distinct grids in all."""
+
+    tables: list[np.ndarray]
+    columns: list[list[int]]
+    pairs: list[dict[int, dict[int, int]]]
+    same_shape: list[bool]
+    similarity: np.ndarray
+    n_grids: int
+
+
+def _compare_batches(batches: Sequence[tuple[Sequence[Sequence[Any]], Task]], every_input: bool) -> _Compared:
+    """Every distinct output grid of every scored input compared once with its expected grid, in one batch.
+    The tables cover the scored inputs, or every input with ``every_input`` (:func:`aggregate` counts distinct
+    outputs on inputs whose expected output is unknown too)."""
     flat: list[Any] = []     # the grids of every tabled input of every task, input by input
     columns = []
     for outputs, task in batches:
@@ -96,7 +116,7 @@ def _score(batches: Sequence[tuple[Sequence[Sequence[Any]], Task]], every_input:
         for j in columns[-1]:
             flat.extend(outs[j] for outs in outputs)
     flat_ids, grids = distinct_grids(flat)
-    tables, pair_index, predicted, wanted = [], [], [], []
+    tables, pairs, predicted, wanted = [], [], [], []
     start = 0
     for (outputs, task), cols in zip(batches, columns):
         expected = task.expected
@@ -113,12 +133,10 @@ def _score(batches: Sequence[tuple[Sequence[Sequence[Any]], Task]], every_input:
                     predicted.append(grids[g])
                     wanted.append(expected[j])
         tables.append(table)
-        pair_index.append(index)
-    comparisons = [Comparison(exact=p.shape == w.shape and s == 1.0, same_shape=p.shape == w.shape, similarity=s)
-                   for p, w, s in zip(predicted, wanted, similarity_pairs(predicted, wanted).tolist())]
-    return [(_task_scores(task, table, cols, {j: {g: comparisons[p] for g, p in ids.items()}
-                                              for j, ids in index.items()}), table)
-            for (_, task), table, cols, index in zip(batches, tables, columns, pair_index)]
+        pairs.append(index)
+    return _Compared(tables=tables, columns=columns, pairs=pairs,
+                     same_shape=[p.shape == w.shape for p, w in zip(predicted, wanted)],
+                     similarity=similarity_pairs(predicted, wanted), n_grids=len(grids))
 
 
 def _scored_inputs(task: Task) -> list[int]:
@@ -289,12 +307,12 @@ def _task_metrics(task: Task, results: Sequence[ProgramResult], ks: tuple[int, .
             outputs.append([None] * n_inputs)
         else:
             outputs.append(r.outputs)
-    scores, ids = _score([(outputs, task)], every_input=True)[0]
-    by_score: dict[int, list[float]] = {}    # programs with the same outputs share one TaskScore: read it once
-    for score in scores:
-        if id(score) not in by_score:
-            by_score[id(score)] = [0.0 if c is None else c.similarity for c in score.comparisons]
-    sim = np.array([by_score[id(score)] for score in scores], dtype=np.float64).reshape(n, n_inputs)
+    compared = _compare_batches([(outputs, task)], every_input=True)
+    ids, sim = compared.tables[0], np.zeros((n, n_inputs))
+    for j, pair_of in compared.pairs[0].items():   # scored inputs; the others stay 0 and are not counted
+        lookup = np.zeros(compared.n_grids + 1)     # by grid id; the last slot is id -1 (no grid): 0
+        lookup[list(pair_of)] = compared.similarity[list(pair_of.values())]
+        sim[:, j] = lookup[ids[:, j]]
     exact = sim == 1.0    # similarity is 1.0 exactly for equal grids and below 1 otherwise
     train_cols = list(range(n_train))
     test_cols = [j for j in range(n_train, n_inputs) if expected[j] is not None]
