@@ -3,8 +3,9 @@
 A/B against a baseline source tree (e.g. ``git archive main | tar -x -C /tmp/base``), interleaved, each
 measurement in a fresh interpreter whose ``PYTHONPATH`` starts with the tree:
 
-- ``import``: wall time of importing what the template preloads (its module, the worker, the DSL) in a
-  fresh interpreter; this is the template's start-up cost before it can fork the first worker;
+- ``import``: wall and CPU time of importing what the template preloads (numpy, scipy.ndimage, its module,
+  the worker, the DSL) in a fresh interpreter: the template's start-up cost before it can fork the first
+  worker (CPU time is the steadier figure on a busy host);
 - ``first``: ``Sandbox(workers=1)`` until the first result of a trivial program (template start, one fork,
   one round trip), the start-up a user waits for;
 - ``rss``/``uss``: the template's and the idle worker's resident and unique memory after that program;
@@ -31,10 +32,10 @@ _PRELOAD = {
     "layered": "import arc_sandbox.executor.template, arc_sandbox.executor.worker, arc_sandbox.dsl.common",
 }
 _IMPORT = """
-import time; t = time.perf_counter()
+import time; t, c = time.perf_counter(), time.process_time()
 import numpy, scipy.ndimage
 {preload}
-print(time.perf_counter() - t)
+print(time.perf_counter() - t, time.process_time() - c)
 """
 _PROGRAM = '''
 import sys
@@ -71,9 +72,9 @@ def _layout(tree: Path) -> str:
 
 
 def measure(tree: Path) -> dict:
-    import_s = float(_python(tree, _IMPORT.format(preload=_PRELOAD[_layout(tree)])).splitlines()[-1])
+    wall, cpu = map(float, _python(tree, _IMPORT.format(preload=_PRELOAD[_layout(tree)])).split()[-2:])
     run = json.loads(_python(tree, _FIRST.format(program=_PROGRAM)).splitlines()[-1])
-    return {"import": import_s, **run}
+    return {"import": wall, "import_cpu": cpu, **run}
 
 
 def main() -> None:
@@ -90,7 +91,7 @@ def main() -> None:
     med = {name: _medians(rs) for name, rs in rounds.items()}
     print(f"medians of {args.rounds} interleaved rounds (load: {os.getloadavg()[0]:.1f})")
     print(f"{'':28s} {'baseline':>10s} {'this tree':>10s} {'ratio':>7s}")
-    for key, unit in (("import", "ms"), ("first", "ms"), ("template_rss", "MB"), ("template_uss", "MB"),
+    for key, unit in (("import", "ms"), ("import_cpu", "ms"), ("first", "ms"), ("template_rss", "MB"), ("template_uss", "MB"),
                       ("worker_rss", "MB"), ("worker_uss", "MB"), ("modules", "")):
         a, b = med["baseline"][key], med["this tree"][key]
         scale = 1e3 if unit == "ms" else 1 / 2**20 if unit == "MB" else 1
@@ -102,7 +103,7 @@ def main() -> None:
 
 
 def _medians(rounds: list[dict]) -> dict:
-    flat = [{"import": r["import"], "first": r["first"], "modules": r["modules"],
+    flat = [{"import": r["import"], "import_cpu": r["import_cpu"], "first": r["first"], "modules": r["modules"],
              **{f"{who}_{kind}": r["mem"][who][i] for who in ("template", "worker")
                 for i, kind in enumerate(("rss", "uss"))}} for r in rounds]
     return {key: statistics.median(f[key] for f in flat) for key in flat[0]}
