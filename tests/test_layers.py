@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,16 @@ def transform(grid):
     assert "arc_sandbox.executor.worker" in ours and "arc_sandbox.dsl.common" in ours   # the listing is real
     assert ours <= WORKER_SIDE, sorted(ours - WORKER_SIDE)
     assert not {m for m in seen if m.split(".")[0] in NEVER_IN_WORKER}
+
+
+def test_module_names_spelled_as_strings_name_real_modules():
+    """The pristine guard finds the worker's own modules by name in ``sys.modules``: a name that a move left
+    stale would quietly sweep nothing (the guard's attack tests pass either way, through its full sweeps)."""
+    import arc_sandbox.executor.worker  # noqa: F401  (loads the worker's modules, as in a worker)
+    from arc_sandbox.executor import pristine, template
+
+    swept = {name for name, _ in pristine._own_namespaces() if name.startswith("module ")}
+    assert swept == {f"module arc_sandbox.executor.{m}" for m in pristine._OWN_MODULES}
+    assert all(f"arc_sandbox.executor.{m}" in sys.modules for m in pristine._OWN_MODULES)
+    for name in template.PRELOAD:
+        assert importlib.util.find_spec(name) is not None, name

@@ -1,7 +1,7 @@
 """The executor: runs programs in isolated, limited, persistent worker processes; one typed result per job.
 
-Owns the pool (``pool.Sandbox``), the template process that forks workers (``template``), the worker loop
-(``worker``), the parent-worker protocol (``wire``), the pristine guard (``pristine``), the isolation layers
+Owns the pool (``pool.Sandbox``), the parent's end of each worker (``courier``), the template process that forks
+workers (``template``), the worker loop (``worker``), the parent-worker protocol (``wire``), the pristine guard (``pristine``), the isolation layers
 (``hardening``, ``seccomp``), limits (``limits``), jobs and results (``results``), grid validation
 (``grids``), code extraction from LLM text (``extract``) and in-worker allocation tracing (``alloc_trace``).
 
