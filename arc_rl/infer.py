@@ -26,10 +26,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from arc_sandbox.extract import extract_code
-from arc_sandbox.limits import Limits
-from arc_sandbox.results import Job, ProgramResult, Status
-from arc_sandbox.tasks import Task
+from arc_sandbox import Job, Limits, ProgramResult, Status, Task, extract_code
 
 from .config import InferConfig, load_tasks_or_fail, to_yaml
 from .data import prompt_tasks
@@ -41,7 +38,7 @@ log = logging.getLogger(__name__)
 class Prompt:
     task: Task                 # the original task
     shown: Task                # the task as rendered in the prompt (augmented or not)
-    augmentation: Any          # arc_sandbox.augment.Augmentation or None
+    augmentation: Any          # arc_sandbox.Augmentation or None
     text: str
 
 
@@ -67,7 +64,7 @@ class InferResult:
     predictions: dict[str, list[Prediction]]
     metrics_path: Path | None = None
     submission_path: Path | None = None
-    table: Any = None                               # arc_sandbox.metrics.MetricsTable with --evaluate
+    table: Any = None                               # arc_sandbox.MetricsTable with --evaluate
     skipped_prompts: int = 0
     skipped_tasks: dict[str, int] = field(default_factory=dict)   # SkipReason value -> tasks never prompted
     timings: dict[str, float] = field(default_factory=dict)
@@ -118,7 +115,7 @@ def _prompt(task: Task, tokenizer, config: InferConfig, rng: np.random.Generator
     augmentation = None
     shown = task
     if config.use_data_augmentation:
-        from arc_sandbox.augment import random_augmentation
+        from arc_sandbox import random_augmentation
         augmentation = random_augmentation(rng)
         shown = augmentation.apply_task(task)
     return Prompt(task=task, shown=shown, augmentation=augmentation,
@@ -163,7 +160,7 @@ def reverted(result: ProgramResult, prompt: Prompt) -> ProgramResult:
 
 
 def _scored(text: str, result: ProgramResult, prompt: Prompt) -> Prediction:
-    from arc_sandbox.metrics import fingerprint, score_outputs
+    from arc_sandbox import fingerprint, score_outputs
 
     prediction = Prediction(text=text, code=result.code or None, augmentation=_augmentation_json(prompt),
                             status=result.status.value, error_type=result.error_type,
@@ -217,8 +214,7 @@ def _write(config: InferConfig, tasks: dict[str, Task], predictions: dict[str, l
         log.info("wrote %s", predictions_path)
         return result
 
-    from arc_sandbox.metrics import aggregate
-    from arc_sandbox.submission import build_submission, write_submission
+    from arc_sandbox import aggregate, build_submission, write_submission
 
     programs = results_for_metrics(predictions)
     table = aggregate(programs, tasks)

@@ -1,7 +1,7 @@
 """ARC rewards, and the reward callable TRL's ``GRPOTrainer`` calls every step.
 
-A reward function maps a program's :class:`~arc_sandbox.results.ProgramResult` and its task to a float; it may
-take the precomputed ``score`` (a :class:`~arc_sandbox.metrics.TaskScore` of ``result.outputs``), which
+A reward function maps a program's :class:`~arc_sandbox.ProgramResult` and its task to a float; it may
+take the precomputed ``score`` (a :class:`~arc_sandbox.TaskScore` of ``result.outputs``), which
 :class:`SandboxReward` computes for a whole step at once. Both built-in rewards give 0 unless the program
 returned a valid grid for *every* input (like the reference project, where one exception failed the whole run),
 and average over train and test grids weighted by their count; test grids without a known output are not scored.
@@ -18,19 +18,15 @@ import concurrent.futures
 import enum
 import inspect
 import logging
-import re
 import time
 from collections import Counter
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from arc_sandbox.compare import Comparison, similarity_pairs
-from arc_sandbox.extract import extract_code
-from arc_sandbox.limits import Limits
-from arc_sandbox.metrics import TaskScore, distinct_grids, partition_score, score_outputs
-from arc_sandbox.results import Job, ProgramResult, Status
-from arc_sandbox.tasks import Task
+from arc_sandbox import (Job, Limits, ProgramResult, Status, Task, TaskScore, extract_code, has_fence, score_outputs,
+                         score_tasks)
+from arc_sandbox import score_many  # noqa: F401  (arc_rl.score_many, as before scoring moved to arc_sandbox)
 
 from .data import cached_task_from_json, task_from_json
 from .stats import NGRAM_SIZES, RepetitionTable, measure_repetition, pack_tokens, tokens_of
@@ -40,13 +36,12 @@ log = logging.getLogger(__name__)
 RewardFn = Callable[..., float]
 REWARDS: dict[str, RewardFn] = {}
 MAX_REWARD = 10.0            # both built-in rewards: every grid right
-_FENCE_OPENED = re.compile(r"```[ \t]*(python|py|python3)?[ \t]*\n", re.IGNORECASE)
 
 
 def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
     """Decorator adding ``fn(result, task, score=None) -> float`` to :data:`REWARDS` under ``name``.
 
-    :class:`SandboxReward` passes ``score`` (the result's :class:`~arc_sandbox.metrics.TaskScore`) for programs
+    :class:`SandboxReward` passes ``score`` (the result's :class:`~arc_sandbox.TaskScore`) for programs
     with a valid grid for every input and None otherwise. A function without a ``score`` parameter is called
     as ``fn(result, task)``.
     """
@@ -83,76 +78,6 @@ def arc_v2_no_pixel_score(result: ProgramResult, task: Task, score: TaskScore | 
         return 0.0
     correct, _ = correct_and_pixel(score if score is not None else score_outputs(result.outputs, task))
     return 1.0 + 9.0 * correct
-
-
-def score_many(outputs: Sequence[Sequence[Any]], task: Task) -> list[TaskScore]:
-    """:func:`~arc_sandbox.metrics.score_outputs` for many programs of one task (see :func:`score_tasks`)."""
-    return score_tasks([(outputs, task)])[0]
-
-
-def score_tasks(batches: Sequence[tuple[Sequence[Sequence[Any]], Task]]) -> list[list[TaskScore]]:
-    """:func:`~arc_sandbox.metrics.score_outputs` for many programs of several tasks: ``batches`` holds
-    ``(outputs of each program, task)`` pairs, and the result one list of scores per pair.
-
-    A GRPO step's samples repeat each other a lot and its cost is mostly per numpy call, so the whole step is
-    scored together: each distinct grid is validated once, each distinct (grid, expected grid) pair compared
-    once, all in a few batched calls, and each distinct combination of a task's outputs is scored once
-    (programs with the same outputs share one :class:`TaskScore` object).
-    """
-    flat: list[Any] = []     # the grids of every scored input of every task, input by input
-    for outputs, task in batches:
-        n_inputs = len(task.train) + len(task.test)
-        for k, outs in enumerate(outputs):
-            if len(outs) != n_inputs:
-                raise ValueError(f"task {task.id}: program {k}: expected {n_inputs} outputs, got {len(outs)}")
-        for j in _scored_inputs(task):
-            flat.extend(outs[j] for outs in outputs)
-    flat_ids, grids = distinct_grids(flat)
-    tables, pair_index, predicted, wanted = [], [], [], []
-    start = 0
-    for outputs, task in batches:
-        expected, scored = task.expected, _scored_inputs(task)
-        table = flat_ids[start:start + len(outputs) * len(scored)].reshape(len(scored), len(outputs)).T
-        start += len(outputs) * len(scored)
-        index: dict[int, dict[int, int]] = {}    # input -> its distinct grid ids -> pair
-        for c, j in enumerate(scored):
-            index[j] = {}
-            for g in dict.fromkeys(table[:, c].tolist()):
-                if g >= 0:
-                    index[j][g] = len(predicted)
-                    predicted.append(grids[g])
-                    wanted.append(expected[j])
-        tables.append(table)
-        pair_index.append(index)
-    comparisons = [Comparison(exact=p.shape == w.shape and s == 1.0, same_shape=p.shape == w.shape, similarity=s)
-                   for p, w, s in zip(predicted, wanted, similarity_pairs(predicted, wanted).tolist())]
-    return [_task_scores(task, table, {j: {g: comparisons[p] for g, p in ids.items()} for j, ids in index.items()})
-            for (_, task), table, index in zip(batches, tables, pair_index)]
-
-
-def _scored_inputs(task: Task) -> list[int]:
-    """Positions in ``task.inputs`` with a known expected output (test outputs may be unknown)."""
-    return [j for j, want in enumerate(task.expected) if want is not None]
-
-
-def _task_scores(task: Task, table: np.ndarray, found: dict[int, dict[int, Comparison]]) -> list[TaskScore]:
-    """One score per row of ``table`` (a program: the id of its grid for each scored input, -1 for none), each
-    distinct row scored once; ``found[input][grid id]`` is that grid's comparison."""
-    n_train, n_inputs = len(task.train), len(task.train) + len(task.test)
-    by_row: dict[tuple[int, ...], TaskScore] = {}
-    out = []
-    for row in map(tuple, table.tolist()):
-        score = by_row.get(row)
-        if score is None:
-            grid_of = dict(zip(found, row))
-            comparisons = tuple(found[j].get(grid_of[j], _MISSING) if j in found else None for j in range(n_inputs))
-            score = by_row[row] = TaskScore(train=partition_score(comparisons[:n_train]),
-                                            test=partition_score(comparisons[n_train:]), comparisons=comparisons)
-        out.append(score)
-    return out
-
-
-_MISSING = Comparison(exact=False, same_shape=False, similarity=0.0)
 
 
 # --------------------------------------------------------------------------- the TRL reward callable
@@ -202,7 +127,7 @@ class SandboxReward:
     @property
     def sandbox(self):
         if self._sandbox is None:
-            from arc_sandbox.sandbox import Sandbox
+            from arc_sandbox import Sandbox
             self._sandbox = Sandbox(workers=self.workers, limits=self.limits, **self.sandbox_kwargs)
         return self._sandbox
 
@@ -268,7 +193,7 @@ class SandboxReward:
     def _truncated(self, texts: list[str], codes: list[str | None],
                    completion_ids: Sequence[Sequence[int]] | None) -> list[bool]:
         """Cut off by the length limit: it used every token, or opened a code fence it never closed."""
-        cut = [code is None and _FENCE_OPENED.search(text) is not None for text, code in zip(texts, codes)]
+        cut = [code is None and has_fence(text) for text, code in zip(texts, codes)]
         if completion_ids is not None and self.max_completion_length:
             cut = [c or len(ids) >= self.max_completion_length for c, ids in zip(cut, completion_ids)]
         return cut

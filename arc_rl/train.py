@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import yaml
 
-from arc_sandbox.limits import Limits
-from arc_sandbox.tasks import Task
+from arc_sandbox import Limits, Task
 
 from .config import ConfigError, TrainConfig, load_tasks_or_fail, to_yaml
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arc_sandbox import common
+from arc_sandbox.dsl import common
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "barc_golden.json"
 CASES = json.loads(GOLDEN.read_text())["cases"]

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from arc_sandbox.grids import GridError, as_grid, is_grid
-from arc_sandbox.strategies import grids
+from arc_sandbox.executor.grids import GridError, as_grid, is_grid
+from arc_sandbox.testing.strategies import grids
 
 NUMERIC_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
                   np.float16, np.float32, np.float64, np.longdouble]

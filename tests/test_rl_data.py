@@ -185,7 +185,7 @@ def test_augmented_rows_carry_the_shown_task_and_its_augmentation():
 
 @pytest.mark.parametrize("streaming", [False, True])
 def test_tasks_without_test_inputs_are_skipped_and_counted(streaming):
-    from arc_sandbox.tasks import Task
+    from arc_sandbox.scoring.tasks import Task
     tasks = [make_task(task_id="a"), Task(id="empty", train=make_task().train, test=()), make_task(task_id="c")]
     skipped = Counter()
     ds = build_dataset(lambda: iter(tasks), tiny_tokenizer(), streaming=streaming, epochs=2, augment=True,

@@ -20,8 +20,8 @@ from arc_rl.config import InferConfig  # noqa: E402
 from arc_rl.data import load_tasks  # noqa: E402
 from arc_rl.infer import infer  # noqa: E402
 from arc_sandbox import Limits, Status, run_program  # noqa: E402
-from arc_sandbox.augment import Augmentation  # noqa: E402
-from arc_sandbox.submission import validate_submission  # noqa: E402
+from arc_sandbox.scoring.augment import Augmentation  # noqa: E402
+from arc_sandbox.scoring.submission import validate_submission  # noqa: E402
 from tiny_llm import PROGRAMS, save_tiny_model, write_tasks  # noqa: E402
 
 

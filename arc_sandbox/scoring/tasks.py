@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .grids import GridError, as_grid
+from arc_sandbox.executor.grids import GridError, as_grid
 
 
 @dataclass(frozen=True)

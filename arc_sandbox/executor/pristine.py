@@ -171,7 +171,7 @@ _OWN_CLASSES = ("Reply", "Request", "_Run", "_BoundedWriter", "MemoryProbe", "Gu
 
 def _own_namespaces() -> list[tuple[str, tuple[object, list]]]:
     spaces = []
-    for name in (f"arc_sandbox.{m}" for m in _OWN_MODULES):
+    for name in (f"arc_sandbox.executor.{m}" for m in _OWN_MODULES):
         module = sys.modules.get(name)
         if module is None:
             continue

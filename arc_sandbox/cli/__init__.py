@@ -1,4 +1,9 @@
-"""``arc-sandbox``: run, score, submit, benchmark, diagnose, check the host."""
+"""The command line: ``arc-sandbox`` run, metrics, submit, bench, doctor, diagnose.
+
+Every argparse, printing and exit-code path of arc_sandbox lives in this layer, one module per command; each
+registers its subcommand through ``add_cli(subparsers)``. May import every other layer; nothing imports it
+(``python -m arc_sandbox`` and the ``arc-sandbox`` script call :func:`main`).
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,19 +11,20 @@ import importlib
 import logging
 import sys
 
-# Each module registers its own subcommand through ``add_cli(subparsers)``.
+_DESCRIPTION = "run, score, submit, benchmark, diagnose, check the host."
+# One module per subcommand, imported when the parser is built.
 _COMMAND_MODULES = (
-    "arc_sandbox.runner",       # run
-    "arc_sandbox.metrics",      # metrics
-    "arc_sandbox.submission",   # submit
-    "arc_sandbox.benchmark",    # bench
-    "arc_sandbox.hardening",    # doctor
-    "arc_sandbox.diagnose",     # diagnose
+    "arc_sandbox.cli.run",
+    "arc_sandbox.cli.metrics",
+    "arc_sandbox.cli.submit",
+    "arc_sandbox.cli.bench",
+    "arc_sandbox.cli.doctor",
+    "arc_sandbox.cli.diagnose",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arc-sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="arc-sandbox", description=_DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).add_cli(subparsers)

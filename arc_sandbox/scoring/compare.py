@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .grids import GridError, as_grid
+from arc_sandbox.executor.grids import GridError, as_grid
 
 # When to count directly rather than by FFT, in cell comparisons (offsets x cells of the smaller grid;
 # 10x10 vs 20x20 is 84k, 30x30 vs 29x30 3M). Direct counting costs ~15 us a call plus ~0.35 ns a
@@ -37,18 +37,18 @@ class Comparison:
     similarity: float    # in [0, 1]; 1.0 exactly when ``exact``
 
 
-_MISSING = Comparison(exact=False, same_shape=False, similarity=0.0)
+NO_GRID = Comparison(exact=False, same_shape=False, similarity=0.0)   # a missing or invalid grid
 
 
 def compare(predicted: Any, expected: Any) -> Comparison:
     """Compare ``predicted`` (a grid, or None / anything invalid, which scores 0) with ``expected``.
 
-    ``expected`` must be a valid grid; a :class:`~arc_sandbox.grids.GridError` says why not.
+    ``expected`` must be a valid grid; a :class:`~arc_sandbox.executor.grids.GridError` says why not.
     """
     expected = as_grid(expected)
     predicted = grid_or_none(predicted)
     if predicted is None:
-        return _MISSING
+        return NO_GRID
     if predicted.shape == expected.shape:
         matches = int(np.count_nonzero(predicted == expected))
         return Comparison(exact=matches == expected.size, same_shape=True,

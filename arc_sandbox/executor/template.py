@@ -1,6 +1,6 @@
 """The template: a small, single-threaded process that forks workers on request.
 
-Started by the Sandbox as a fresh interpreter (``python -m arc_sandbox.template FD``) with a
+Started by the Sandbox as a fresh interpreter (``python -m arc_sandbox.executor.template FD``) with a
 scrubbed environment, so workers never fork from the caller (which may hold torch, CUDA or
 threads) and inherit none of its secrets. It preloads numpy, scipy.ndimage and ``common``
 once; a fork from it costs a few milliseconds and shares those pages.
@@ -20,12 +20,12 @@ import signal
 import socket
 import sys
 
-from arc_sandbox.hardening import become_subreaper, kill_strays, remove_workdir, remove_workdirs
+from arc_sandbox.executor.hardening import become_subreaper, kill_group, kill_strays, remove_workdir, remove_workdirs
 
 PRELOAD = (
     "numpy", "scipy.ndimage", "collections", "itertools", "functools", "typing", "copy", "math",
     "heapq", "random", "re", "string", "operator", "dataclasses", "enum", "statistics", "fractions",
-    "bisect", "arc_sandbox.common", "arc_sandbox.worker",
+    "bisect", "arc_sandbox.dsl.common", "arc_sandbox.executor.worker",
 )
 
 
@@ -35,7 +35,7 @@ def main(ctrl_fd: int) -> None:
     import importlib
     for name in PRELOAD:
         importlib.import_module(name)
-    sys.modules["common"] = sys.modules["arc_sandbox.common"]
+    sys.modules["common"] = sys.modules["arc_sandbox.dsl.common"]
     gc.collect()
     gc.freeze()   # preloaded objects stay out of the children's collections: fewer copied pages
     become_subreaper()   # a dead worker's leftover processes come here, to be killed in _reap
@@ -48,7 +48,7 @@ def main(ctrl_fd: int) -> None:
         _serve(ctrl, wake_r, children)
     finally:
         for pid in children:
-            _kill_group(pid)
+            kill_group(pid)
         remove_workdirs()
 
 
@@ -89,8 +89,8 @@ def _spawn(ctrl: socket.socket, wake_r: int, fd: int, request: dict) -> int:
         os.close(wake_r)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        from arc_sandbox.limits import Limits
-        from arc_sandbox.worker import serve
+        from arc_sandbox.executor.limits import Limits
+        from arc_sandbox.executor.worker import serve
         serve(fd, Limits(**request["limits"]), request.get("isolation"))
     finally:
         os._exit(70)
@@ -108,13 +108,6 @@ def _reap(ctrl: socket.socket, children: set[int]) -> None:
         remove_workdir(pid)
         _send(ctrl, op="exited", pid=pid, status=status, maxrss_kb=usage.ru_maxrss,
               cpu_s=usage.ru_utime + usage.ru_stime, strays=kill_strays(children))
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _send(ctrl: socket.socket, **message) -> None:

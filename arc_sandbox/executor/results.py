@@ -45,6 +45,15 @@ class Job:
     trace_memory: bool = False   # run under tracemalloc and report alloc_sites (slower: for diagnosis)
 
 
+def as_job(item: Any) -> Job:
+    """``item`` itself if it is a Job, else a Job from a ``(text, inputs[, entry])`` tuple."""
+    if isinstance(item, Job):
+        return item
+    if isinstance(item, tuple) and len(item) in (2, 3):
+        return Job(*item)
+    raise TypeError(f"expected a Job or a (text, inputs) pair, got {type(item).__name__}")
+
+
 @dataclass(frozen=True)
 class AllocSite:
     """A line of the program and the memory its allocations held at the traced peak."""

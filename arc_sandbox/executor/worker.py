@@ -23,7 +23,7 @@ import types
 
 import numpy as np
 
-from . import common
+from arc_sandbox.dsl import common
 from .alloc_trace import AllocTracer
 from .grids import GridError, as_grid
 from .hardening import harden_current_process, reap_descendants

@@ -6,6 +6,11 @@ import re
 _FENCE_OPEN = re.compile(r"```[ \t]*(python|py|python3)?[ \t]*\n", re.IGNORECASE)
 
 
+def has_fence(text: str) -> bool:
+    """Whether ``text`` opens a code fence (```python, ```py, plain ```) anywhere."""
+    return _FENCE_OPEN.search(text) is not None
+
+
 def extract_code(text: str) -> str | None:
     """Return the code in ``text``, or None when there is none.
 

@@ -11,16 +11,17 @@ line up with the original task.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
+from arc_sandbox.executor.grids import GridError, as_grid
+from arc_sandbox.executor.results import ProgramResult, Status
+
 from .augment import Augmentation
-from .grids import GridError, as_grid
-from .results import ProgramResult, Status
+from .loading import json_lines, open_text
 
 
 @dataclass
@@ -125,16 +126,8 @@ def write_records(records: Iterable[dict[str, Any]], stream: IO[str]) -> int:
 
 def iter_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
     """``(line number, record or None, error or None)`` per non-blank line of a (.gz) JSONL file."""
-    path = Path(path)
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line), None
-            except ValueError as exc:
-                yield number, None, f"line {number}: not JSON ({exc})"
+    with open_text(path) as f:
+        yield from json_lines(f)
 
 
 def read_results(path: str | Path, revert: bool = True) -> ResultFile:

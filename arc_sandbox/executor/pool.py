@@ -30,9 +30,10 @@ from .alloc_trace import sites_from_wire
 from .courier import Courier
 from .extract import extract_code
 from .grids import GridError, as_grid
-from .hardening import Isolation, IsolationError, LayerStatus, check_required, missing, remove_workdirs, summary
+from .hardening import (TEMPLATE_ENV, THREAD_ENV, Isolation, IsolationError, LayerStatus, check_required, kill_group,
+                        missing, remove_workdirs, summary)
 from .limits import Limits
-from .results import Job, ProgramResult, Status
+from .results import Job, ProgramResult, Status, as_job
 from .wire import EXIT_REPLY_LOST, EXIT_REQUEST_LOST, Reply, Request, WireError
 
 _log = logging.getLogger("arc_sandbox")
@@ -46,9 +47,6 @@ _DEDUPE_MEMORY = 4096   # finished results kept per run/imap call to serve dupli
 # Outcomes that depend on the moment, not on the program (host load, host memory, a lost
 # worker, a forged reply): never copied to duplicates, which run themselves instead.
 _CIRCUMSTANTIAL = frozenset({"Timeout", "SIGXCPU", "MemoryGuard", "Lost", "Killed", "SIGKILL", "ForgedReply"})
-_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS")
-_KEPT_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME", "PYTHONPATH")
 
 
 class SandboxError(RuntimeError):
@@ -185,7 +183,7 @@ class Sandbox:
             return
         self._closed = True
         for worker in list(self._pool.values()) + list(self._dying.values()):
-            _kill_group(worker.pid)
+            kill_group(worker.pid)
             worker.courier.close()
         self._pool.clear()
         self._dying.clear()
@@ -471,7 +469,7 @@ class Sandbox:
 
     def _kill(self, worker: _Worker, status: Status, error_type: str, reason: str) -> None:
         worker.kill_reason = worker.kill_reason or (status, error_type, reason)
-        _kill_group(worker.pid)
+        kill_group(worker.pid)
         self._broken(worker)
 
     def _broken(self, worker: _Worker) -> None:
@@ -480,7 +478,7 @@ class Sandbox:
             return
         self._requeue_waiting(worker)
         worker.dead, worker.died_at = True, time.monotonic()
-        _kill_group(worker.pid)
+        kill_group(worker.pid)
         worker.courier.close()
         self._pool.pop(worker.tag, None)
         if worker.pid:
@@ -552,7 +550,7 @@ class Sandbox:
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _Template.stop, self._template)
         for worker in lost:
-            _kill_group(worker.pid)
+            kill_group(worker.pid)
             worker.dead = True
             worker.courier.close()
             self._requeue_waiting(worker)
@@ -664,7 +662,7 @@ class _Template:
     def start(cls) -> "_Template":
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "arc_sandbox.template", str(theirs.fileno())],
+            [sys.executable, "-m", "arc_sandbox.executor.template", str(theirs.fileno())],
             pass_fds=[theirs.fileno()], env=_worker_env(), stdin=subprocess.DEVNULL, start_new_session=True,
         )
         theirs.close()
@@ -705,7 +703,7 @@ class _Template:
         try:
             template.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            _kill_group(template.proc.pid)
+            kill_group(template.proc.pid)
             template.proc.wait()
         remove_workdirs(template.proc.pid)   # in case the template was killed
 
@@ -726,12 +724,7 @@ def _reused(result: ProgramResult, copy: _Running) -> ProgramResult:
 
 
 def _as_job(item: Any) -> Job:
-    if isinstance(item, Job):
-        job = item
-    elif isinstance(item, tuple) and len(item) in (2, 3):
-        job = Job(*item)
-    else:
-        raise TypeError(f"expected a Job or a (text, inputs) pair, got {type(item).__name__}")
+    job = as_job(item)
     if not isinstance(job.text, str):
         raise TypeError(f"program text must be a string, got {type(job.text).__name__}")
     if not isinstance(job.inputs, Sequence) and not hasattr(job.inputs, "__len__"):
@@ -771,20 +764,12 @@ def _classify_death(kill_reason: tuple[Status, str, str] | None, exit_info: dict
             "(os._exit, or it closed the worker's pipe)")
 
 
-def _kill_group(pid: int) -> None:
-    if pid > 0:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 def _worker_env() -> dict[str, str]:
     """A scrubbed environment: the trainer's API tokens stay out of reach of generated code."""
-    env = {k: os.environ[k] for k in _KEPT_ENV if k in os.environ}
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: os.environ[k] for k in TEMPLATE_ENV if k in os.environ}
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    env.update({var: "1" for var in _THREAD_VARS})
+    env.update(THREAD_ENV)
     env["PYTHONHASHSEED"] = "0"   # set iteration order of strings is reproducible across runs
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env

@@ -43,7 +43,9 @@ class Layer(str, enum.Enum):
 
 
 ALL_LAYERS = frozenset(Layer)
-KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")   # what programs see (Isolation.keep_env)
+# What the template process starts with (besides THREAD_ENV): the caller's secrets never reach it.
+TEMPLATE_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME", "PYTHONPATH")
 THREAD_ENV = {var: "1" for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                    "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
 _WORKDIR_PREFIX = "arc-sandbox-"
@@ -481,6 +483,15 @@ def kill_strays(known: Iterable[int]) -> list[int]:
     return strays
 
 
+def kill_group(pid: int) -> None:
+    """SIGKILL a process group (a worker's, the template's); gone already is fine."""
+    if pid > 0:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def _kill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
@@ -488,13 +499,13 @@ def _kill(pid: int) -> None:
         pass
 
 
-# -- probing and the doctor command ---------------------------------------------------------
+# -- probing (the `doctor` command shows it: cli/doctor.py) --------------------------------------
 def probe(policy: Isolation | None = None) -> list[LayerStatus]:
     """Which layers this host provides, tried in a throw-away interpreter."""
     policy = policy or Isolation()
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, *filter(None, sys.path)])}
-    code = ("import json, os, sys; from arc_sandbox import hardening as h; os.setsid(); "
+    code = ("import json, os, sys; from arc_sandbox.executor import hardening as h; os.setsid(); "
             "s = h.harden_current_process(h.Isolation.from_dict(json.loads(sys.argv[1]))); "
             "print(json.dumps([x.to_dict() for x in s]))")
     data = policy.to_dict() | {"require": []}
@@ -515,42 +526,3 @@ def _rmdir_quietly(path: str) -> None:
         os.rmdir(path)
     except OSError:
         pass   # still in use by a template's workers, or already gone
-
-
-_LIMITS_PROGRAM = """
-import os, resource
-def transform(grid):
-    names = ["AS", "CPU", "FSIZE", "NOFILE", "NPROC", "CORE", "STACK"]
-    for name in names:
-        soft, hard = resource.getrlimit(getattr(resource, "RLIMIT_" + name))
-        show = lambda v: "unlimited" if v == resource.RLIM_INFINITY else str(v)
-        print(f"RLIMIT_{name}: soft={show(soft)} hard={show(hard)}")
-    print(f"uid={os.getuid()} gid={os.getgid()} cwd={os.getcwd()}")
-    print("environment:", " ".join(sorted(os.environ)))
-    return grid
-"""
-
-
-def doctor(args) -> int:
-    from .sandbox import Sandbox
-    policy = Isolation()
-    print("Isolation layers on this host (tried in a throw-away process):")
-    for status in probe(policy):
-        print(f"  {status}")
-    print("\nEffective limits inside a real worker:")
-    with Sandbox(workers=1, isolation=policy) as sb:
-        result = sb.run([(_LIMITS_PROGRAM, [[[0]]])])[0]
-        for status in getattr(sb, "layers", []):
-            if not status.active:
-                print(f"  missing in the worker: {status}")
-    if result.status.value != "ok":
-        print(f"  could not read them: {result.status} {result.error_type}: {result.error_message}")
-        return 1
-    print("  " + result.stdout.strip().replace("\n", "\n  "))
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "doctor", help="show which isolation layers this host provides and the effective limits")
-    parser.set_defaults(func=doctor)
