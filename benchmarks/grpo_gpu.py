@@ -3,7 +3,8 @@
 Phases (``--phases``, comma-separated; each runs in its own process, results merged into one JSON file):
 
 - ``nan``: the bf16 ``grad_norm`` NaN seen with sdpa attention (``results/grpo_gpu_h200.*``). A 378 M Llama in
-  bf16 with LoRA on all linear layers, activation checkpointing, left-padded batches of very different lengths;
+  bf16 with LoRA on all linear layers, activation checkpointing, batches laid out as TRL's (prompts of 8-1000
+  tokens left-padded, completions of 1-256 tokens right-padded);
   forward + backward of the summed log-probabilities under each sdpa backend (PyTorch's default choice, cuDNN
   only, cuDNN disabled, memory-efficient, math) and under eager attention: are the loss and every LoRA gradient
   finite, and how far are they from eager's?
@@ -212,14 +213,18 @@ def phase_nan(args, work: Path) -> dict:
     batches = []
     rng = np.random.default_rng(0)
     vocab = len(tokenizer)
+    rows = 8
     for b in range(args.nan_batches):
-        lengths = sorted(rng.integers(8, 1200 if not args.smoke else 40, size=8).tolist())
-        longest = max(lengths)
-        ids = torch.full((8, longest), tokenizer.pad_token_id)
-        mask = torch.zeros((8, longest), dtype=torch.long)
-        for i, n in enumerate(lengths):   # left padding, as TRL's prompts+completions
-            ids[i, longest - n:] = torch.as_tensor(rng.integers(6, vocab, size=n))
-            mask[i, longest - n:] = 1
+        # TRL's layout: prompts left-padded to the longest prompt, completions right-padded after their EOS
+        prompt_len = rng.integers(8, 1000 if not args.smoke else 30, size=rows)
+        completion_len = rng.integers(1, 257 if not args.smoke else 10, size=rows)
+        width_p, width_c = int(prompt_len.max()), int(completion_len.max())
+        ids = torch.full((rows, width_p + width_c), tokenizer.pad_token_id)
+        mask = torch.zeros((rows, width_p + width_c), dtype=torch.long)
+        for i in range(rows):
+            start, end = width_p - int(prompt_len[i]), width_p + int(completion_len[i])
+            ids[i, start:end] = torch.as_tensor(rng.integers(6, vocab, size=end - start))
+            mask[i, start:end] = 1
         batches.append((ids.to(device), mask.to(device)))
 
     def run(attn: str, backends) -> list[dict]:
@@ -230,6 +235,8 @@ def phase_nan(args, work: Path) -> dict:
         out = []
         for ids, mask in batches:
             model.zero_grad(set_to_none=True)
+            _sync_cuda()
+            started = time.perf_counter()
             ctx = sdpa_kernel(backends) if backends is not None else _nullcontext()
             try:
                 with ctx:
@@ -237,13 +244,15 @@ def phase_nan(args, work: Path) -> dict:
                     logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
                     loss = -(logp * mask[:, 1:]).sum() / mask[:, 1:].sum()
                     loss.backward()
+                _sync_cuda()
+                seconds = time.perf_counter() - started
             except RuntimeError as exc:
                 out.append({"error": str(exc).splitlines()[0][:200]})
                 continue
             grads = torch.cat([p.grad.float().flatten() for n, p in model.named_parameters() if p.grad is not None])
             out.append({"loss": loss.item(), "loss_finite": bool(torch.isfinite(loss)),
                         "grads_finite": bool(torch.isfinite(grads).all()), "grad_norm": grads.norm().item(),
-                        "grads": grads.cpu()})
+                        "seconds": seconds, "grads": grads.cpu()})
         return out
 
     variants = {"eager": ("eager", None), "sdpa_default": ("sdpa", None)}
@@ -271,6 +280,8 @@ def phase_nan(args, work: Path) -> dict:
                 row["grad_rel_diff_to_eager"] = diff.item()
             rows.append(row)
         report[name] = {"all_finite": all(r.get("grads_finite") and r.get("loss_finite") for r in rows),
+                        "fwd_bwd_s_median_after_first": statistics.median(r.get("seconds", float("nan"))
+                                                                          for r in rows[1:] or rows),
                         "batches": rows}
     return report
 
@@ -492,7 +503,7 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=540, help="stop starting phases after this")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script on CPU")
-    parser.add_argument("--nan-batches", type=int, default=4)
+    parser.add_argument("--nan-batches", type=int, default=12)
     parser.add_argument("--seed-steps", type=int, default=3)
     parser.add_argument("--seed-dtype", default="auto")
     parser.add_argument("--small-steps", type=int, default=8)
