@@ -142,7 +142,8 @@ def test_bad_input_is_one_line_before_any_model_load(tmp_path, model_dir, case, 
     if case == "missing_dataset":
         args["dataset"] = str(tmp_path / "nothing.json")
     if case == "bad_batch":
-        args["extra"] = ["--num-generations", "16", "--per-device-train-batch-size", "8"]
+        args["extra"] = ["--num-generations", "16", "--per-device-train-batch-size", "8",
+                         "--gradient-accumulation-steps", "1"]
     if case == "vllm":
         args["extra"] = ["--use-vllm"]
     proc = run_cli(["train", "--model-path", args["model"], "--dataset-path", args["dataset"],

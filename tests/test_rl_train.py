@@ -194,7 +194,7 @@ def test_two_ranks_share_the_cores_and_only_rank_0_writes_the_run_files(setup, t
                                            "4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "0", "-m", "arc_rl.cli", *args[:]], capture_output=True, text=True,
+                           "--standalone", "-m", "arc_rl.cli", *args[:]], capture_output=True, text=True,
                           timeout=600, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cores = len(os.sched_getaffinity(0))
