@@ -152,7 +152,6 @@ def main() -> None:
         "sandbox_log_lines": [line for line in log_text.splitlines() if "sandbox:" in line],
         "workers_per_rank_expected": max(1, len(os.sched_getaffinity(0)) // args.gpus),
         "run_files": sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else [],
-        "train_log_lines_from_rank_1": log_text.count("rank 1"),
         "steps": [{k: row.get(k) for k in ("step", "step_time", "reward", "sandbox/run_s", "grad_norm",
                                             "completions/mean_length")} for row in metrics if "step_time" in row],
         "ranks": ranks, "peak_gpu_memory_mib": peaks, "no_multicast_env": {k: env[k] for k in NO_MULTICAST},
