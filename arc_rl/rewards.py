@@ -184,8 +184,8 @@ class SandboxReward:
     ``sandbox``: None (a :class:`~arc_sandbox.Sandbox` of ``workers`` processes is started on first use), an
     object with ``run(jobs) -> results`` (used as given, never closed here; e.g. a shared or remote executor), or a
     zero-argument factory returning one (called on first use, in whichever process scores, and closed with
-    this reward). ``deadline_s``: the hard limit on one call (default: 30 s plus three times the worst case of
-    the call's programs). ``workers`` None: this process's cores divided by the training processes on the node.
+    this reward). ``deadline_s``: the hard limit on one call's run and scoring (default: 30 s plus three times
+    the worst case of the call's programs); starting a pool is bounded by the sandbox's own start timeout. ``workers`` None: this process's cores divided by the training processes on the node.
 
     Thread-safe (calls are serialised) and picklable: the pool and threads are not pickled, a copy starts its
     own on first use. ``last_metrics`` holds the metrics of the last call (also sent to ``log_metric``).
@@ -284,18 +284,29 @@ class SandboxReward:
         """One reward per completion, within the deadline; the body of both the sync and the async call."""
         n = len(completions)
         with self._lock:
-            deadline = self.deadline_for(n)
             try:
-                rewards, metrics = _run_with_deadline(lambda: self._step(completions, completion_ids, task),
-                                                      deadline)
-            except concurrent.futures.TimeoutError:
-                log.error("the reward ran past its %.0f s deadline; this call's %d rewards are None and the "
-                          "sandbox will be restarted", deadline, n)
-                self.close()   # kills the workers, which lets the abandoned call end
-                rewards, metrics = [None] * n, {"sandbox/failures": 1.0, "sandbox/deadline_exceeded": 1.0}
+                # Started here, outside the deadline (the sandbox bounds its own start), so that a call abandoned
+                # at its deadline never races a later call over which sandbox is current.
+                sandbox = self.sandbox
+            except Exception:
+                log.exception("the sandbox could not start; this call's rewards are None")
+                rewards, metrics = [None] * n, {"sandbox/failures": 1.0}
+            else:
+                rewards, metrics = self._bounded_step(sandbox, completions, completion_ids, task)
             self.last_metrics = metrics
         _send(metrics, log_metric)
         return rewards
+
+    def _bounded_step(self, sandbox, completions, completion_ids, task) -> tuple[list[float | None], dict]:
+        n = len(completions)
+        deadline = self.deadline_for(n)
+        try:
+            return _run_with_deadline(lambda: self._step(sandbox, completions, completion_ids, task), deadline)
+        except concurrent.futures.TimeoutError:
+            log.error("the reward ran past its %.0f s deadline; this call's %d rewards are None and the "
+                      "sandbox will be restarted", deadline, n)
+            self._discard(sandbox)   # kills the workers, which lets the abandoned call end
+            return [None] * n, {"sandbox/failures": 1.0, "sandbox/deadline_exceeded": 1.0}
 
     def deadline_for(self, n: int) -> float:
         if self.deadline_s is not None:
@@ -303,7 +314,7 @@ class SandboxReward:
         workers = getattr(self._sandbox, "workers", None) or self.workers or os.cpu_count() or 1
         return 30.0 + 3.0 * math.ceil(n / workers) * self.limits.timeout_s
 
-    def _step(self, completions, completion_ids, task) -> tuple[list[float | None], dict[str, float]]:
+    def _step(self, sandbox, completions, completion_ids, task) -> tuple[list[float | None], dict[str, float]]:
         started = time.perf_counter()
         texts = [_completion_text(c) for c in completions]
         n = len(texts)
@@ -321,18 +332,14 @@ class SandboxReward:
         if self._stats_thread is None:
             self._stats_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="arc-rl-stats")
         repetition = self._stats_thread.submit(measure_repetition, tokens)
-        sandbox = None
         try:
             run_started = time.perf_counter()
-            if jobs:
-                sandbox = self.sandbox
-                for result in sandbox.run(jobs):
-                    results[result.key] = result
+            for result in sandbox.run(jobs) if jobs else []:
+                results[result.key] = result
             run_s = time.perf_counter() - run_started
         except Exception:
             log.exception("the sandbox failed; this step's rewards are None and it will be restarted")
-            if sandbox is not None:
-                self._discard(sandbox)
+            self._discard(sandbox)
             return [None] * n, {"sandbox/failures": 1.0}
         # Done during the run unless that was very short; then waiting here (without the GIL) lets it finish sooner
         # than sharing the GIL with the scoring below would.
