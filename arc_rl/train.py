@@ -228,7 +228,9 @@ def grpo_config(config: TrainConfig, max_steps: int, cuda: bool):
 
 
 def configure_attention(config: TrainConfig) -> None:
-    """Keeps PyTorch's ``sdpa`` attention off its cuDNN backend (see ``--cudnn-attention``)."""
+    """Keeps PyTorch's ``sdpa`` attention off its cuDNN backend (``--cudnn-attention`` to keep it): a known
+    source of NaN gradients in bfloat16 with padded batches; without it PyTorch uses its memory-efficient
+    kernel, which was faster on the H200 for GRPO's ever-changing shapes (docs/arc-rl-train.md, "bf16 NaN")."""
     import torch
     if not config.cudnn_attention and config.attn_implementation in (None, "sdpa"):
         torch.backends.cuda.enable_cudnn_sdp(False)
