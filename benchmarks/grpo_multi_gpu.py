@@ -11,7 +11,11 @@ NVLink multicast stays off: the launch keeps the machine's NCCL_NVLS_ENABLE=0, T
 and NVSHMEM_DISABLE_NVLS=1 (set here too if missing; never switched on).
 
     python3 benchmarks/grpo_multi_gpu.py --out $OUT                      # 2 GPUs, accelerate, vLLM colocated
+    python3 benchmarks/grpo_multi_gpu.py --out $OUT --no-vllm            # 2 GPUs, transformers generate
     python3 benchmarks/grpo_multi_gpu.py --smoke --launcher torchrun     # CPU check of the script (no vLLM)
+
+``--no-vllm`` is the reduced run for a machine without vLLM staged: each rank generates with transformers
+``generate`` (bf16 weights, eager attention as in ``grpo_gpu.py``'s clean run, 128-token completions by default).
 """
 from __future__ import annotations
 
@@ -88,6 +92,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--launcher", choices=("accelerate", "torchrun"), default="accelerate")
     parser.add_argument("--smoke", action="store_true", help="tiny model on CPU, no vLLM")
+    parser.add_argument("--no-vllm", action="store_true", help="GPUs, transformers generate instead of vLLM")
+    parser.add_argument("--max-completion-length", type=int, default=None,
+                        help="default: 16 with --smoke, 128 with --no-vllm, else 256")
     parser.add_argument("--rank-entry", action="store_true", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     work = Path(args.work)
@@ -105,13 +112,17 @@ def main() -> None:
     model_dir = save_tiny_model(work / "model", **size)
     tasks = synthetic_tasks(work / "tasks.json", n=args.steps * args.gpus + 4)
     run_dir = work / "run"
+    vllm = not (args.smoke or args.no_vllm)
+    max_len = args.max_completion_length or (16 if args.smoke else 256 if vllm else 128)
     train_args = ["--model-path", str(model_dir), "--dataset-path", str(tasks), "--output-dir", str(run_dir),
                   "--max-steps", str(args.steps), "--num-generations", "16", "--per-device-train-batch-size", "8",
-                  "--gradient-accumulation-steps", "2", "--max-completion-length", "16" if args.smoke else "256",
+                  "--gradient-accumulation-steps", "2", "--max-completion-length", str(max_len),
                   "--lora-r", "16", "--logging-steps", "1", "--save-steps", str(args.steps), "--log-completions",
                   "--resume-from-checkpoint", "none"]
-    if not args.smoke:
+    if vllm:
         train_args += ["--use-vllm", "--vllm-mode", "colocate", "--gpu-memory-utilization", "0.3"]
+    elif not args.smoke:   # bf16 sdpa gave a NaN on the one-GPU run (docs/arc-rl-train.md); eager ran clean
+        train_args += ["--attn-implementation", "eager"]
     entry = [str(Path(__file__).resolve()), "--rank-entry", "--work", str(work), "--"]
     if args.launcher == "accelerate":
         launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(args.gpus),
@@ -148,7 +159,8 @@ def main() -> None:
     cores = os.cpu_count()
     report = {
         "command": " ".join(sys.argv), "launch": " ".join(launch), "exit_code": code, "wall_s": wall,
-        "gpus": args.gpus, "node_cores": cores,
+        "gpus": args.gpus, "node_cores": cores, "generation": "vllm colocate" if vllm else "transformers generate",
+        "max_completion_length": max_len, "train_args": train_args,
         "sandbox_log_lines": [line for line in log_text.splitlines() if "sandbox:" in line],
         "workers_per_rank_expected": max(1, len(os.sched_getaffinity(0)) // args.gpus),
         "run_files": sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else [],
