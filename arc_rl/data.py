@@ -252,7 +252,7 @@ def build_dataset(tasks_or_iterable: TaskSource, tokenizer, prompt_version: str 
 
     def rows() -> Iterator[dict[str, str]]:
         for epoch in range(epochs):
-            for i, task in enumerate(prompt_tasks(_tasks(tasks_or_iterable), skipped)):
+            for i, task in enumerate(_prompt_tasks(_tasks(tasks_or_iterable), skipped)):
                 if task is not None:   # a skipped task keeps its index: the others' augmentations stay the same
                     yield _row(task, tokenizer, prompt_version, augment, np.random.default_rng([seed, epoch, i]))
 
@@ -261,7 +261,7 @@ def build_dataset(tasks_or_iterable: TaskSource, tokenizer, prompt_version: str 
     return datasets.Dataset.from_list(list(rows()), features=_features())
 
 
-def prompt_tasks(tasks: Iterable[Task], skipped: Counter) -> Iterator[Task | None]:
+def _prompt_tasks(tasks: Iterable[Task], skipped: Counter) -> Iterator[Task | None]:
     """Each task, or None in its place when it cannot be prompted; the reason is counted in ``skipped``
     and the first few are logged with their ids."""
     before = sum(skipped.values())
