@@ -96,7 +96,7 @@ class ArmResult:
     eval_s: float = 0.0
     solved_curve: list[float] = field(default_factory=list)   # sandbox/solved_ratio per training step
     reward_curve: list[float] = field(default_factory=list)   # true mean reward per step (before any control)
-    alerts: list[str] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)   # arc_rl.monitor.Alert fields
     step_time_s: list[float] = field(default_factory=list)
     reward_s: list[float] = field(default_factory=list)
 
@@ -174,6 +174,33 @@ def save_model(directory: Path, setting: Setting) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def probability_ceiling(hidden: int, seed: int = 0, iterations: int = 300) -> float:
+    """The highest probability any program token can get from this random model when only the last hidden state
+    can change, as under LoRA (TRL leaves ``lm_head`` untrained; the final RMSNorm's weight is not a LoRA target
+    either). That state is ``sqrt(hidden)`` long after the norm, so the best logit margin grows with the width:
+    this is the capacity trap of docs/arc-rl-train.md. Found by gradient ascent over the state's direction."""
+    import torch
+    from tiny_llm import build_model
+
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, hidden_size=hidden, layers=1, heads=4, kv_heads=2, seed=seed)
+    weight = model.lm_head.weight.detach()
+    scale = model.model.norm.weight.detach()
+    targets = tokenizer.convert_tokens_to_ids([program_token(name) for name in PROGRAMS])
+    best = 0.0
+    for target in targets:
+        direction = weight[target].clone().requires_grad_(True)   # start aligned with the token's row
+        optimizer = torch.optim.Adam([direction], lr=0.05)
+        for _ in range(iterations):
+            state = scale * direction / direction.norm() * hidden ** 0.5
+            loss = -torch.log_softmax(weight @ state, dim=0)[target]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        best = max(best, float(torch.exp(-loss.detach())))
+    return best
 
 
 def make_tasks(families: tuple[str, ...], per_family: int, side: int, seed: int) -> dict[str, dict]:
@@ -275,7 +302,7 @@ def train_arm(setting: Setting, arm: str, model_dir: Path, train_path: Path, out
         reward_curve=[row["sandbox/reward_mean"] for row in steps],
         step_time_s=[row["step_time"] for row in steps if "step_time" in row],
         reward_s=[row["sandbox/run_s"] + row["sandbox/overhead_s"] for row in steps],
-        alerts=[alert.message for alert in result.alerts])
+        alerts=[dataclasses.asdict(alert) for alert in result.alerts])
     return result.final_dir, arm_result
 
 
