@@ -75,6 +75,7 @@ class Setting:
     steps: int = 40
     learning_rate: float = 1.5e-3
     scale_rewards: str = "group"   # TRL's advantage scaling: group, batch or none
+    beta: float = 0.0              # KL to the base model
     lora_r: int = 8
     generations: int = 8
     tasks_per_step: int = 6
@@ -104,6 +105,15 @@ class ArmResult:
     def overall(self) -> float:
         return float(np.mean(list(self.solve_rate.values())))
 
+    @property
+    def discrimination(self) -> float:
+        """How much more often the policy writes a family's program on that family's tasks than on the others',
+        averaged over families: 0 for a policy that ignores the prompt, 1 for one that always picks right.
+        Unlike the solve rate, a signal-free drift towards one program (which raises that family's rate and no
+        other's) leaves it at 0."""
+        shares = self.program_share
+        return float(np.mean([shares[f][f] - np.mean([shares[g][f] for g in shares if g != f]) for f in shares]))
+
 
 @dataclass
 class Report:
@@ -114,16 +124,18 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {"setting": dataclasses.asdict(self.setting), "build_s": self.build_s, "total_s": self.total_s,
-                "arms": {name: {**dataclasses.asdict(arm), "overall": arm.overall}
+                "arms": {name: {**dataclasses.asdict(arm), "overall": arm.overall,
+                                "discrimination": arm.discrimination}
                          for name, arm in self.arms.items()}}
 
     def table(self) -> str:
         families = self.setting.families
-        lines = [f"{'arm':10s} " + " ".join(f"{f:>8s}" for f in families) + f" {'overall':>8s} {'train s':>8s}"
+        lines = [f"{'arm':10s} " + " ".join(f"{f:>8s}" for f in families) + f" {'overall':>8s} {'discrim':>8s}"
+                 f" {'train s':>8s}"
                  f" {'eval s':>7s}  alerts"]
         for name, arm in self.arms.items():
             lines.append(f"{name:10s} " + " ".join(f"{arm.solve_rate[f]:8.3f}" for f in families)
-                         + f" {arm.overall:8.3f} {arm.train_s:8.1f} {arm.eval_s:7.1f}  {len(arm.alerts)}")
+                         + f" {arm.overall:8.3f} {arm.discrimination:8.3f} {arm.train_s:8.1f} {arm.eval_s:7.1f}  {len(arm.alerts)}")
         return "\n".join(lines)
 
 
@@ -286,7 +298,7 @@ def train_arm(setting: Setting, arm: str, model_dir: Path, train_path: Path, out
         max_seq_length=256, max_completion_length=COMPLETION_TOKENS, lora_r=setting.lora_r,
         learning_rate=setting.learning_rate, lr_scheduler_type="constant", warmup_ratio=0.0,
         max_steps=setting.steps, num_generations=setting.generations, per_device_train_batch_size=batch,
-        scale_rewards=setting.scale_rewards, reward_name="arc-v2-no-pixel-score", n_jobs=setting.workers, code_execution_timeout=1.0,
+        scale_rewards=setting.scale_rewards, beta=setting.beta, reward_name="arc-v2-no-pixel-score", n_jobs=setting.workers, code_execution_timeout=1.0,
         save_steps=setting.steps + 1, logging_steps=1, resume_from_checkpoint="none", seed=setting.seed)
     started = time.perf_counter()
     with reward_control(arm if arm in CONTROLS else None, setting.seed):
@@ -370,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                  "heldout_tasks", "samples", "grid_side", "workers", "seed"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--beta", type=float, default=defaults.beta)
     parser.add_argument("--scale-rewards", default=defaults.scale_rewards, choices=("group", "batch", "none"))
     parser.add_argument("--arms", default=",".join(defaults.arms), help=f"comma-separated, from {', '.join(ARMS)}")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
