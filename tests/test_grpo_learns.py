@@ -1,12 +1,12 @@
 """GRPO with the sandbox reward learns, reads its prompt to do so, and stops learning when rewards are misassigned.
 
-Runs ``benchmarks/grpo_learns.py`` at its CI setting (one module-scoped run of its four arms, about 1.5 minutes on
+Runs ``benchmarks/grpo_learns.py`` at its CI setting (one module-scoped run of its four arms, about 2 minutes on
 2 cores): a random tiny Llama whose vocabulary holds whole programs as tokens and grid cells as tokens, trained
 through ``arc_rl.train.train`` (real TRL GRPO steps, PEFT LoRA, the sandbox reward in real worker processes) on
 two task families whose right programs differ and whose grids differ, then sampled and scored on held-out tasks
 through ``arc_rl.infer.infer``. The controls are the same run with the step's rewards shuffled, or shifted by one
 completion: a trainer or reward backend that delivered rewards to the wrong completions would look like them.
-Seeds are fixed; the thresholds leave margin measured over several seeds (notes in the benchmark's results).
+Seeds are fixed; the thresholds leave margin measured over several seeds (docs/arc-rl-train.md).
 """
 from __future__ import annotations
 
@@ -25,7 +25,11 @@ import numpy as np  # noqa: E402
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def slow(test):
+    """The tests that share the learning run: it takes ~2 minutes on 2 idle cores, longer on a busy machine."""
+    return pytest.mark.slow(pytest.mark.timeout(600)(test))
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +39,20 @@ def report(tmp_path_factory):
     return grpo_learns.run(grpo_learns.Setting(), tmp_path_factory.mktemp("grpo_learns"), log=lambda *_: None)
 
 
+@slow
 def test_the_base_model_rarely_solves(report):
     base = report.arms["base"]
     assert 0 < base.overall < 0.15, base.solve_rate   # it does sample programs, the right one rarely
 
 
+@slow
 def test_grpo_learns_held_out_tasks(report):
     base, healthy = report.arms["base"], report.arms["healthy"]
     assert healthy.overall >= 0.8 and healthy.overall >= 3 * base.overall, (base.solve_rate, healthy.solve_rate)
     assert healthy.solved_curve[-5:] and min(healthy.solved_curve[-5:]) >= 0.7   # the rollouts too, not only eval
 
 
+@slow
 def test_the_policy_reads_the_grids_to_choose_the_program(report):
     # Each family's right program is wrong on the other: no single program can reach 0.8 on both.
     healthy = report.arms["healthy"]
@@ -55,6 +62,7 @@ def test_the_policy_reads_the_grids_to_choose_the_program(report):
     assert healthy.discrimination >= 0.8
 
 
+@slow
 @pytest.mark.parametrize("control", grpo_learns.CONTROLS)
 def test_misassigned_rewards_do_not_learn(report, control):
     base, healthy, run = report.arms["base"], report.arms["healthy"], report.arms[control]
@@ -69,6 +77,7 @@ def test_misassigned_rewards_do_not_learn(report, control):
     assert max(run.solved_curve[-10:]) < 0.5, run.solved_curve
 
 
+@slow
 def test_the_collapse_monitor_is_quiet_once_the_healthy_run_has_learned(report):
     # What it may say earlier, over 5 seeds (docs/arc-rl-train.md): entropy falling fast while the policy learns a
     # one-token answer in ~20 steps, 4-gram repetition in the untrained model's noise at the first steps, and on
