@@ -17,12 +17,14 @@ Four arms, same seed and settings:
 - ``shifted``: the same run with every completion given the reward of the one before it (rolled by one).
 
 Both controls keep the reward distribution of each step and only break the link between a completion and its
-own reward, so they must stay near the base rate: if they learned, the policy would be learning from something
-other than its rewards reaching the right completions.
+own reward, so they must stay near the base model: if they learned, the policy would be learning from something
+other than its rewards reaching the right completions. Besides the solve rate, each arm reports its
+*discrimination* (:attr:`ArmResult.discrimination`): a signal-free run drifts towards whatever program the base
+model favoured, which moves one family's solve rate, but it cannot learn to pick the program from the prompt.
 
-    python3 benchmarks/grpo_learns.py                       # the CI setting (what tests/test_grpo_learns.py runs)
-    python3 benchmarks/grpo_learns.py --hidden 512 --layers 4 --families mirror,flip,rot180 --steps 120 \\
-        --out benchmarks/results/grpo_learns_h512.json     # a less toy size
+    python3 benchmarks/grpo_learns.py --out benchmarks/results/grpo_learns_ci.json   # the CI setting (the test's)
+    python3 benchmarks/grpo_learns.py --hidden 512 --layers 4 --families mirror,flip,rot180 --steps 60 \\
+        --out benchmarks/results/grpo_learns_h512_3families.json                    # a less toy size
 
 The capacity trap (docs/arc-rl-train.md): TRL does not train ``lm_head`` under LoRA, so a random model's output
 layer stays random; at hidden size 64 it cannot put more than a few per cent of probability on any one token, and
