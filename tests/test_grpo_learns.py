@@ -68,8 +68,8 @@ def test_misassigned_rewards_do_not_learn(report, control):
     base, healthy, run = report.arms["base"], report.arms["healthy"], report.arms[control]
     # The policy does not learn to pick the program from the prompt. Measured by discrimination, not by the raw
     # solve rate: without a signal the policy drifts at random, mostly towards the program the base model
-    # already favoured, which raises that family's rate on its own (over 5 seeds the shuffled control's overall
-    # rate went up by as much as 0.16 this way, its discrimination by at most 0.06).
+    # already favoured, which raises that family's rate on its own (over the seeds and sizes tried the shuffled
+    # control's overall rate went up by as much as 0.21 this way, its discrimination by at most 0.063).
     assert abs(run.discrimination - base.discrimination) <= 0.1, (control, run.program_share)
     assert healthy.discrimination - run.discrimination >= 0.7
     assert run.overall <= base.overall + 0.25 and run.overall < healthy.overall / 2, (base.solve_rate, run.solve_rate)
