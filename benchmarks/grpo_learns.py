@@ -258,18 +258,19 @@ def move_rewards(rewards: list, control: str, rng: np.random.Generator) -> list:
 
 
 def controlled_reward(control: str, seed: int):
-    """A :class:`~arc_rl.rewards.SandboxReward` subclass whose rewards are moved to other completions
-    (:func:`move_rewards`) after the real reward computed them. Test-only: it exists to show that a broken
-    assignment stops learning. The reward's own metrics (``sandbox/*``) are those of the real rewards, so the logs
-    still show the true solve rate of the rollouts."""
-    from arc_rl.rewards import SandboxReward
+    """A subclass of the reward ``arc_rl.train.train`` builds (:class:`~arc_rl.rewards.AsyncSandboxReward`) whose
+    rewards are moved to other completions (:func:`move_rewards`) after the real reward computed them. Test-only:
+    it exists to show that a broken assignment stops learning. It overrides ``score``, the body of both the sync
+    and the async call, so TRL's ``await`` path runs through it. The reward's own metrics (``sandbox/*``) are those
+    of the real rewards, so the logs still show the true solve rate of the rollouts."""
+    from arc_rl import AsyncSandboxReward
 
     move_rewards([], control, np.random.default_rng())   # an unknown control fails here, not at the first step
     rng = np.random.default_rng(seed)
 
-    class ControlledReward(SandboxReward):
-        def __call__(self, *args: Any, **kwargs: Any) -> list[float | None]:
-            return move_rewards(super().__call__(*args, **kwargs), control, rng)
+    class ControlledReward(AsyncSandboxReward):
+        def score(self, *args: Any, **kwargs: Any) -> list[float | None]:
+            return move_rewards(super().score(*args, **kwargs), control, rng)
 
     ControlledReward.__name__ = f"{control.capitalize()}SandboxReward"
     return ControlledReward
@@ -277,21 +278,21 @@ def controlled_reward(control: str, seed: int):
 
 @contextlib.contextmanager
 def reward_control(control: str | None, seed: int):
-    """Makes ``arc_rl.train.train`` build the controlled reward instead of :class:`SandboxReward` (it imports the
+    """Makes ``arc_rl.train.train`` build the controlled reward instead of ``AsyncSandboxReward`` (it imports the
     class from :mod:`arc_rl.rewards` when it starts, so replacing the module attribute is enough; the library is
     left as users run it)."""
     if control is None:
         yield
         return
     import arc_rl.rewards
-    with mock.patch.object(arc_rl.rewards, "SandboxReward", controlled_reward(control, seed)):
+    with mock.patch.object(arc_rl.rewards, "AsyncSandboxReward", controlled_reward(control, seed)):
         yield
 
 
 # --------------------------------------------------------------------------- training and evaluation
 
 def train_arm(setting: Setting, arm: str, model_dir: Path, train_path: Path, out: Path) -> tuple[Path, ArmResult]:
-    from arc_rl.config import TrainConfig
+    from arc_rl import TrainConfig
     from arc_rl.train import train
 
     batch = setting.generations * setting.tasks_per_step
@@ -321,7 +322,7 @@ def evaluate(setting: Setting, model_dir: Path, adapter: Path | None, heldout_pa
              out: Path) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Per family: share of sampled completions (temperature 1) that solve their held-out task's test grid, and
     which program tokens the completions held."""
-    from arc_rl.config import InferConfig
+    from arc_rl import InferConfig
     from arc_rl.infer import infer
 
     config = InferConfig(base_model_path=str(model_dir), lora_path=None if adapter is None else str(adapter),

@@ -99,11 +99,13 @@ def test_controls_move_every_reward_to_another_completion_and_keep_the_step_dist
     assert grpo_learns.move_rewards(rewards, "shifted", rng) == [rewards[-1], *rewards[:-1]]
 
 
-def test_control_wraps_the_real_sandbox_reward(tmp_path):
-    """The controlled reward runs the completions in the real sandbox, then moves the results."""
-    from arc_rl.data import task_to_json
-    from arc_rl.rewards import SandboxReward
-    from arc_sandbox.tasks import Task
+def test_control_wraps_the_real_sandbox_reward():
+    """The controlled reward runs the completions in the real sandbox, then moves the results; it is awaited as
+    TRL awaits the reward ``arc_rl.train.train`` builds."""
+    import asyncio
+
+    from arc_rl import SandboxReward, task_to_json
+    from arc_sandbox import Task
 
     [(task_id, raw)] = grpo_learns.make_tasks(("mirror",), 1, side=3, seed=0).items()
     task = task_to_json(Task.from_dict(raw, id=task_id))
@@ -113,10 +115,25 @@ def test_control_wraps_the_real_sandbox_reward(tmp_path):
         truth = real(**kwargs)
     assert truth == [10.0, 1.0, 0.0, 10.0, 0.0]
     with grpo_learns.controlled_reward("shifted", seed=0)(reward_name="arc-v2-no-pixel-score", workers=1) as shifted:
-        assert shifted(**kwargs) == [0.0, 10.0, 1.0, 0.0, 10.0]
+        assert asyncio.run(shifted(**kwargs)) == [0.0, 10.0, 1.0, 0.0, 10.0]
         assert shifted.last_metrics["sandbox/solved_ratio"] == 0.4   # the logs keep the true outcome
     with pytest.raises(ValueError, match="unknown control"):
         grpo_learns.controlled_reward("reversed", seed=0)
+
+
+def test_the_control_replaces_the_reward_train_builds():
+    """If ``train()`` stopped building ``arc_rl.rewards.AsyncSandboxReward``, the controls would silently run the
+    real reward and the control tests would prove nothing: check that the patched name is the one it uses."""
+    import inspect
+
+    import arc_rl.rewards
+    import arc_rl.train
+
+    assert "AsyncSandboxReward(" in inspect.getsource(arc_rl.train)
+    with grpo_learns.reward_control("shuffled", seed=0):
+        assert issubclass(arc_rl.rewards.AsyncSandboxReward, arc_rl.AsyncSandboxReward)
+        assert arc_rl.rewards.AsyncSandboxReward is not arc_rl.AsyncSandboxReward
+    assert arc_rl.rewards.AsyncSandboxReward is arc_rl.AsyncSandboxReward
 
 
 def test_capacity_trap_a_narrow_random_model_cannot_peak():
