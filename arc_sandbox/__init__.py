@@ -21,5 +21,17 @@ __all__ = [
     "compare", "distinct_grids", "fingerprint", "load_tasks", "pass_at_k", "random_augmentation", "score_outputs",
     "score_submission", "validate_submission", "write_submission",
     "AllocSite", "MemoryReport", "trace_allocations",
+    "RaySandbox", "RaySandboxStats",
 ]
+_DISTRIBUTED = ("RaySandbox", "RaySandboxStats")
+
+
+def __getattr__(name: str):
+    """``RaySandbox`` is loaded on first use, so that importing arc_sandbox never imports its layer (or Ray)."""
+    if name in _DISTRIBUTED:
+        from . import distributed
+        return getattr(distributed, name)
+    raise AttributeError(f"module 'arc_sandbox' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
