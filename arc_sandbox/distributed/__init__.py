@@ -6,6 +6,7 @@ surviving node and actor loss (``ray_sandbox.py``). It imports only the executor
 Ray at import time: Ray is an optional extra (``pip install 'arc-sandbox[ray]'``), loaded when a
 ``RaySandbox`` is made.
 """
+from .node import NodeInfo
 from .ray_sandbox import RAY_MISSING, RaySandbox, RaySandboxStats
 
-__all__ = ["RAY_MISSING", "RaySandbox", "RaySandboxStats"]
+__all__ = ["NodeInfo", "RAY_MISSING", "RaySandbox", "RaySandboxStats"]

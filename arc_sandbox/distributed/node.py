@@ -43,7 +43,7 @@ class Batch:
 class NodeInfo:
     workers: int
     hostname: str
-    pid: int
+    actor_pid: int   # the Ray worker process holding the actor (its Sandbox template is a child of it)
     layers: list   # hardening.LayerStatus of the node's workers
 
 

@@ -196,7 +196,7 @@ class RaySandbox:
                     yield run.decided.popleft()
                 if run.finished:
                     return
-                if any(a.stream is not None for a in self._actors.values()):
+                if self._actors:   # ready, or starting (a start has its own deadline: stall_timeout_s)
                     no_actor_since = None
                 else:   # nothing can run: wait for a node, but not forever
                     no_actor_since = no_actor_since or time.monotonic()
@@ -241,9 +241,9 @@ class RaySandbox:
         return sum(a.workers for a in self._actors.values() if a.stream is not None)
 
     @property
-    def nodes(self) -> list[str]:
-        """Ids of the nodes in use now."""
-        return [a.node_id for a in self._actors.values() if a.stream is not None]
+    def nodes(self) -> dict[str, NodeInfo]:
+        """The nodes in use now: node id -> host, actor pid, workers, and the isolation layers applied there."""
+        return {a.node_id: a.info for a in self._actors.values() if a.stream is not None}
 
     @property
     def stats(self) -> RaySandboxStats:
@@ -260,29 +260,31 @@ class RaySandbox:
 
     # -- nodes and actors -------------------------------------------------------------
     def _await_first_nodes(self) -> None:
-        """Start an actor on every usable node; wait until they answered (at least one must)."""
-        deadline = time.monotonic() + self.node_wait_s
+        """Start an actor on every usable node and wait until each answered; fail if no node is usable for
+        ``node_wait_s`` (a start itself may take up to ``stall_timeout_s``)."""
+        no_actor_since = time.monotonic()
         while True:
             self._look_around()
-            starting = [a.ready_ref for a in self._actors.values() if a.ready_ref is not None]
+            starting = [a for a in self._actors.values() if a.ready_ref is not None]
             if self._actors and not starting:
                 return
-            if time.monotonic() > deadline:
-                if self.workers:
-                    return
+            if self._actors:
+                no_actor_since = time.monotonic()
+            elif time.monotonic() - no_actor_since > self.node_wait_s:
                 raise SandboxError(f"RaySandbox: no node could run programs within {self.node_wait_s:.0f} s: "
                                    f"{self._last_loss} (cluster: {_describe_nodes(self._ray)})")
             if starting:
-                ready, _ = self._ray.wait(starting, num_returns=1, timeout=0.5)
-                for ref in ready:
-                    self._on_ready(next(a for a in self._actors.values() if a.ready_ref is ref))
+                ready, _ = self._ray.wait([a.ready_ref for a in starting], num_returns=1, timeout=0.5)
+                for actor in starting:
+                    if actor.ready_ref in ready:
+                        self._on_ready(actor)
             else:
                 time.sleep(0.2)
 
     def _look_around(self) -> None:
         """Every few seconds: drop actors of departed nodes, start actors on new ones, catch stalls."""
         now = time.monotonic()
-        if now - self._last_poll < _NODE_POLL_S and self._actors:
+        if now - self._last_poll < (_NODE_POLL_S if self._actors else _WAIT_S * 5):
             return
         self._last_poll = now
         alive = {n["NodeID"]: n for n in self._ray.nodes()
