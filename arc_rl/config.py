@@ -38,8 +38,10 @@ class ConfigError(ValueError):
     """A bad option value; the message is one line and names the option."""
 
 
-def opt(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: tuple | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "aliases": aliases, "choices": choices})
+def opt(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: tuple | None = None,
+        const: Any = None) -> Any:
+    """``const``: the value of the flag typed without one (``--ray`` alone means ``--ray auto``)."""
+    return field(default=default, metadata={"help": help, "aliases": aliases, "choices": choices, "const": const})
 
 
 def flag(name: str) -> str:
@@ -211,7 +213,10 @@ class InferConfig:
                        choices=("auto", "vllm", "transformers"))
     output_folder: str = opt("output/arc-rl-infer", "Predictions, metrics and submission go here")
     evaluate: bool = opt(True, "Run every completion in the sandbox, score it, print metrics, write a submission")
-    n_jobs: int = opt(-1, "Sandbox worker processes; -1 = all CPU cores")
+    n_jobs: int = opt(-1, "Sandbox worker processes; -1 = all CPU cores (with --ray: per node, its CPUs)")
+    ray: str | None = opt(None, "Run the programs on every node of a Ray cluster: host:port, auto (RAY_ADDRESS or "
+                                "the cluster this machine joined; --ray alone) or local; none = this machine only "
+                                "(needs the ray extra; docs/distributed.md)", const="auto")
     code_execution_memory_limit_mb: float = opt(1024, "Memory each program may use (MB)")
     code_execution_timeout: float = opt(1.0, "Seconds each program may run on all its inputs")
     seed: int = opt(0, "Random seed (augmentation and sampling)")
@@ -243,6 +248,8 @@ class InferConfig:
         _check_dataset_path(self.dataset_path)
         if self.backend == "vllm":
             _require_package("vllm", "--backend vllm: vLLM is not installed")
+        if self.ray is not None:
+            _require_package("ray", "--ray: Ray is not installed (pip install 'arc-sandbox[ray]')")
 
     @property
     def resolved_backend(self) -> str:
@@ -271,8 +278,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=text)
         else:
+            optional_value = {"nargs": "?", "const": meta["const"]} if meta.get("const") is not None else {}
             parser.add_argument(*names, dest=f.name, default=argparse.SUPPRESS, choices=meta["choices"],
-                                type=_parser_for(kind, hints[f.name]),
+                                type=_parser_for(kind, hints[f.name]), **optional_value,
                                 metavar=None if meta["choices"] else kind.__name__.upper(), help=text)
 
 

@@ -177,10 +177,14 @@ class SandboxReward:
     step (TRL gives unscorable rows zero advantage) and restarts it on the next call.
 
     ``last_metrics`` holds the metrics of the last step (the values also sent to ``log_metric``).
+    ``sandbox_factory``: makes the executor (anything with ``run`` and ``close``), e.g.
+    ``lambda: RaySandbox("auto", limits=limits)`` so that every rank on every node shares one cluster-wide pool;
+    by default a local ``Sandbox(workers, limits, **sandbox_kwargs)``. It is called again after a failure.
     """
 
     def __init__(self, reward_name: str = "arc-v1", workers: int | None = None, limits: Limits = Limits(),
-                 max_completion_length: int | None = None, **sandbox_kwargs: Any):
+                 max_completion_length: int | None = None, sandbox_factory: Callable[[], Any] | None = None,
+                 **sandbox_kwargs: Any):
         if reward_name not in REWARDS:
             raise ValueError(f"unknown reward {reward_name!r}; choose one of {', '.join(sorted(REWARDS))}")
         self.reward_name = reward_name
@@ -188,6 +192,7 @@ class SandboxReward:
         self.reward_fn = REWARDS[reward_name]
         self._takes_score = "score" in inspect.signature(self.reward_fn).parameters
         self.workers, self.limits, self.sandbox_kwargs = workers, limits, sandbox_kwargs
+        self.sandbox_factory = sandbox_factory
         self.max_completion_length = max_completion_length
         self.last_metrics: dict[str, float] = {}
         self._sandbox = None
@@ -201,7 +206,9 @@ class SandboxReward:
     # -- lifecycle
     @property
     def sandbox(self):
-        if self._sandbox is None:
+        if self._sandbox is None and self.sandbox_factory is not None:
+            self._sandbox = self.sandbox_factory()
+        elif self._sandbox is None:
             from arc_sandbox.sandbox import Sandbox
             self._sandbox = Sandbox(workers=self.workers, limits=self.limits, **self.sandbox_kwargs)
         return self._sandbox

@@ -5,6 +5,7 @@ right result per job" means every job really ran and its result went to the righ
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from arc_sandbox import Job, Limits, RaySandbox, Sandbox, SandboxError, Status
+from arc_sandbox import Job, Limits, RaySandbox, Sandbox, SandboxError, Status, Task
 from arc_sandbox.distributed import RAY_MISSING
 from arc_sandbox.strategies import grids
 
@@ -205,6 +206,75 @@ def test_a_killed_actor_loses_no_job_leaves_no_process_and_is_replaced(cluster):
         assert_one_right_result_each(sb.run([job(i) for i in range(50)]), 50)
     psutil.wait_procs(sandbox_processes, timeout=10)
     assert not [p.pid for p in sandbox_processes if p.is_running()], "the dead actor's template or workers live on"
+
+
+@needs_ray
+def test_arc_sandbox_run_with_ray_gives_the_records_of_a_local_run(cluster, tmp_path):
+    with_two_nodes(cluster)
+    records = {}
+    for name, extra in (("local", []), ("ray", ["--ray", cluster.address])):
+        out = tmp_path / f"{name}.jsonl"
+        subprocess.run([sys.executable, "-m", "arc_sandbox.cli", "run", "--no-progress", "--workers", "1",
+                        "--out", str(out), *extra], check=True, timeout=180, capture_output=True)
+        records[name] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records["ray"]) == len(records["local"]) > 0
+    key = lambda r: (r["task_id"], r["sample"])   # noqa: E731
+    for got, want in zip(sorted(records["ray"], key=key), sorted(records["local"], key=key)):
+        assert (got["task_id"], got["sample"], got["status"], got["outputs"]) == \
+               (want["task_id"], want["sample"], want["status"], want["outputs"])
+
+
+@needs_ray
+def test_sandbox_reward_on_a_ray_sandbox_gives_the_local_rewards(cluster):
+    from arc_rl.data import task_to_json
+    from arc_rl.rewards import SandboxReward
+    with_two_nodes(cluster)
+    flip = task_to_json(Task.from_dict({"train": [{"input": [[1, 2, 3]], "output": [[3, 2, 1]]}],
+                                        "test": [{"input": [[7, 8]], "output": [[8, 7]]}]}, id="flip"))
+    completions = [f"```python\n{code}\n```" for code in (
+        "import numpy as np\ndef transform(g):\n    return np.fliplr(g)", "def transform(g):\n    return g",
+        "def transform(g):\n    return 1 / 0", "def transform(g)\n    return g")] * 5
+    made = []
+
+    def factory():
+        made.append(RaySandbox(**OPTIONS))
+        return made[-1]
+
+    with SandboxReward("arc-v1", sandbox_factory=factory) as remote, \
+            SandboxReward("arc-v1", workers=1, limits=LIMITS, dedupe=False) as local:
+        for _ in range(2):   # two steps on the same RaySandbox
+            got = remote(completions=completions, task=[flip] * len(completions))
+            assert got == local(completions=completions, task=[flip] * len(completions))
+            assert got[0] == 10.0 and got[2] == 0.0
+        assert len(made) == 1 and made[0].stats.programs == 2 * len(completions)
+    with pytest.raises(SandboxError, match="closed"):   # closed with the reward
+        made[0].run([job(1)])
+
+
+@needs_ray
+def test_arc_rl_infer_evaluates_on_a_ray_sandbox_like_on_a_local_one(cluster):
+    pytest.importorskip("yaml")
+    from arc_rl.cli import build_parser
+    from arc_rl.config import InferConfig, from_namespace
+    from arc_rl.infer import Prompt, evaluate
+    from arc_sandbox.augment import Augmentation
+    with_two_nodes(cluster)
+    args = ["infer", "--base-model-path", "m", "--dataset-path", "d"]
+    assert from_namespace(InferConfig, build_parser().parse_args(args + ["--ray"])).ray == "auto"
+    assert from_namespace(InferConfig, build_parser().parse_args(args + ["--ray", "10.0.0.1:6379"])).ray == "10.0.0.1:6379"
+    assert from_namespace(InferConfig, build_parser().parse_args(args)).ray is None
+    task = Task.from_dict({"train": [{"input": [[1, 2], [3, 4]], "output": [[2, 1], [4, 3]]}],
+                           "test": [{"input": [[5, 6]], "output": [[6, 5]]}]}, id="t")
+    turn = Augmentation(dihedral=1)
+    prompts = [Prompt(task, task, None, ""), Prompt(task, turn.apply_task(task), turn, "")]
+    texts = ["def transform(g):\n    return g[:, ::-1]", "def transform(g):\n    return g", "no code"]
+    by_mode = {}
+    for address in (None, cluster.address):
+        config = InferConfig(base_model_path="m", dataset_path="d", n_jobs=1, ray=address)
+        by_mode[address] = evaluate(prompts, [texts, texts], config)
+    local, remote = by_mode[None], by_mode[cluster.address]
+    assert [(p.status, p.outputs) for p in remote["t"]] == [(p.status, p.outputs) for p in local["t"]]
+    assert remote["t"][0].status == "ok" and remote["t"][0].outputs == [[[2, 1], [4, 3]], [[6, 5]]]
 
 
 HOSTILE = [
