@@ -13,6 +13,7 @@ import collections
 import dataclasses
 import itertools
 import os
+import pickle
 import queue
 import socket
 import threading
@@ -25,8 +26,10 @@ from .. import Limits, ProgramResult, Sandbox, SandboxStats   # the executor's p
 # The pump's imap call ends after this long without a new job. While it waits, programs already running are
 # not collected, so this is short; the driver keeps enough jobs queued that it rarely happens mid-run.
 _IDLE_S = 0.02
-_BATCH_WAIT_S = 0.005   # results gathered for at most this long into one batch
-_BATCH_MAX = 64
+# Results are gathered for up to this long into one batch: each batch costs Ray about a millisecond of CPU on
+# both sides, so batches of a handful of results would cost more than the programs (benchmarks/ray_scale.py).
+_BATCH_WAIT_S = 0.02
+_BATCH_MAX = 256
 _STOP = object()
 
 
@@ -62,7 +65,10 @@ class NodeRunner:
     def ready(self) -> NodeInfo:
         return NodeInfo(self.sandbox.workers, socket.gethostname(), os.getpid(), list(self.sandbox.layers))
 
-    def submit(self, run: int, items: list[tuple[int, Any]]) -> int:
+    def submit(self, run: int, payload: bytes) -> int:
+        """Queue a chunk: ``payload`` pickles ``[(index, job), ...]``. Chunks and batches travel as one pickle
+        each: Ray would otherwise handle every small numpy grid in them as a buffer of its own."""
+        items = pickle.loads(payload)
         for index, job in items:
             self._jobs.put((run, index, job))
         return len(items)
@@ -71,26 +77,28 @@ class NodeRunner:
         """The driver gave up on ``run`` (its caller stopped iterating): its queued jobs are skipped."""
         self._cancelled.add(run)
 
-    def results(self) -> Iterator[Batch]:
-        """Streams batches of results until shutdown; raises if the node's Sandbox broke."""
+    def results(self) -> Iterator[bytes]:
+        """Streams pickled :class:`Batch` es until shutdown; raises if the node's Sandbox broke."""
         while True:
             first = self._results.get()
             if first is _STOP:
                 return
             if isinstance(first, str):
                 raise RuntimeError(first)
+            # Sleep through the batch window rather than wake for every result: this thread and the pump
+            # share the GIL, and the pump should spend it on the Sandbox.
+            time.sleep(_BATCH_WAIT_S)
             batch = [first]
-            deadline = time.monotonic() + _BATCH_WAIT_S
             while len(batch) < _BATCH_MAX:
                 try:
-                    item = self._results.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._results.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP or isinstance(item, str):
                     self._results.put(item)   # handled at the top of the next round
                     break
                 batch.append(item)
-            yield Batch(batch, self._stats())
+            yield pickle.dumps(Batch(batch, self._stats()), protocol=pickle.HIGHEST_PROTOCOL)
 
     def shutdown(self) -> None:
         self._stopping = True

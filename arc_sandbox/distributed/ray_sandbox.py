@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import pickle
 import socket
 import time
 from dataclasses import dataclass, field, fields
@@ -121,7 +122,8 @@ class RaySandbox:
     ``address``: ``"auto"`` or ``"host:port"`` of a running cluster; None: Ray's default (``RAY_ADDRESS``, a
     cluster started on this machine, else a new local instance). If Ray is already initialised in this
     process, that connection is used. ``workers_per_node``: each node's Sandbox workers (default: the node's
-    CPUs in Ray). ``chunk_size``: jobs per message to an actor (default ``max(8, 2 x its workers)``);
+    CPUs in Ray). ``chunk_size``: jobs per message to an actor (default ``max(32, 4 x its workers)``: a Ray call
+    costs about a millisecond);
     ``max_inflight``: chunks' worth of jobs each actor holds at most. ``max_attempts``: losses of its actor a
     job survives before it gets ``Status.INFRA_ERROR``. ``node_wait_s``: how long to wait for a node when none
     is usable (at start, or after all were lost) before failing. ``stall_timeout_s``: an actor holding jobs
@@ -375,7 +377,7 @@ class RaySandbox:
         """Send chunks to the least loaded actors (per worker) until each holds its share."""
         ready = [a for a in self._actors.values() if a.stream is not None]
         while ready:
-            chunk = {id(a): self.chunk_size or max(8, 2 * a.workers) for a in ready}
+            chunk = {id(a): self.chunk_size or max(32, 4 * a.workers) for a in ready}
             room = [a for a in ready if len(a.pending) + chunk[id(a)] <= self.max_inflight * chunk[id(a)]]
             if not room:
                 return
@@ -390,12 +392,13 @@ class RaySandbox:
 
     def _send(self, run: _Run, actor: _Actor, items: list[tuple[int, Any, int]]) -> None:
         try:
-            ref = actor.handle.submit.remote(run.id, [(index, item) for index, item, _ in items])
+            payload = _pickle([(index, item) for index, item, _ in items])
         except Exception:   # something in the chunk cannot be pickled: find it, send the others
             items = self._unpicklable_out(run, items)
             if not items:
                 return
-            ref = actor.handle.submit.remote(run.id, [(index, item) for index, item, _ in items])
+            payload = _pickle([(index, item) for index, item, _ in items])
+        ref = actor.handle.submit.remote(run.id, payload)
         if not actor.pending:
             actor.last_progress = time.monotonic()   # the stall clock runs only while the actor holds jobs
         for index, item, attempts in items:
@@ -404,11 +407,10 @@ class RaySandbox:
         self._submits[ref] = actor
 
     def _unpicklable_out(self, run: _Run, items: list[tuple[int, Any, int]]) -> list[tuple[int, Any, int]]:
-        from ray import cloudpickle
         good = []
         for index, item, attempts in items:
             try:
-                cloudpickle.dumps(item)
+                _pickle(item)
                 good.append((index, item, attempts))
             except Exception as exc:
                 run.decided.append(_result(index, item, Status.INVALID_JOB, "InvalidJob",
@@ -424,10 +426,7 @@ class RaySandbox:
         if not waitables:
             time.sleep(_WAIT_S)
             return
-        refs = list(waitables)
-        ready, _ = self._ray.wait(refs, num_returns=1, timeout=_WAIT_S)
-        if ready:
-            ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        ready, _ = self._ray.wait(list(waitables), num_returns=1, timeout=_WAIT_S)
         for ref in ready:
             actor = waitables[ref]
             if self._actors.get(actor.node_id) is not actor:
@@ -448,7 +447,7 @@ class RaySandbox:
 
     def _receive(self, run: _Run, actor: _Actor) -> None:
         try:
-            batch: Batch = self._ray.get(next(actor.stream))
+            batch: Batch = pickle.loads(self._ray.get(next(actor.stream)))
         except StopIteration:
             self._lose(actor, f"the results stream of node {actor.node_id[:12]} ended")
             return
@@ -513,6 +512,10 @@ def _check_reachable(address: str) -> None:
     except OSError as exc:
         raise ConnectionError(f"no Ray cluster at {address} ({exc.strerror or exc}); start one with "
                               "`ray start --head` or pass its address") from None
+
+
+def _pickle(obj: Any) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _describe_nodes(ray: Any) -> str:
