@@ -9,7 +9,8 @@ Ray's defaults are at-most-once: a task on a dead actor is not retried and its r
 keeps every job it sent until its result arrives. When an actor or its node dies, the jobs it held without a
 result go to live actors again; the first result for a job wins and later ones are dropped; a job lost
 ``max_attempts`` times gets ``Status.INFRA_ERROR``. Dead actors are replaced while their node is alive, and
-nodes that join are used.
+nodes that join are used. The same rule makes the end of a run fast: once every job is out, jobs still queued
+on a busy node are copied to idle ones, and whichever result comes first is the one passed on.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ class RaySandboxStats(SandboxStats):
     actors_started: int = 0
     actors_lost: int = 0           # actors (or their nodes) that died or stalled while in use
     jobs_resubmitted: int = 0      # jobs sent again after losing their actor
-    duplicates_dropped: int = 0    # late results for jobs that already had one
+    jobs_copied: int = 0           # jobs copied from a busy node's queue to an idle one at the end of a run
+    duplicates_dropped: int = 0    # results for jobs that already had one (of those copies), never passed on
     infra_errors: int = 0          # jobs that got Status.INFRA_ERROR
 
 
@@ -61,7 +63,8 @@ class _Actor:
     ready_ref: Any = None                     # until the actor answered ``ready``
     stream: Any = None                        # its results generator, once ready
     info: NodeInfo | None = None
-    pending: set[int] = field(default_factory=set)   # indices of the current run sent here without a result
+    pending: dict[int, None] = field(default_factory=dict)   # jobs of the current run sent here without a
+                                                             # result, in the order sent (an ordered set)
     last_progress: float = 0.0
     stats: SandboxStats = field(default_factory=SandboxStats)
 
@@ -74,7 +77,7 @@ class _Actor:
 class _Sent:
     item: Any
     attempts: int
-    actor: _Actor
+    actors: list[_Actor]   # where it is: one actor, two for a copy at the end of a run
 
 
 class _Run:
@@ -344,13 +347,17 @@ class RaySandbox:
             self._own.actors_lost += 1
         self._retire_stats(actor.stats)
         run = self._run
-        lost = sorted(actor.pending)
+        lost = list(actor.pending)
         actor.pending.clear()
         _log.warning("RaySandbox: %s; %d jobs without a result go to other nodes", reason, len(lost))
         for index in lost:
-            sent = run.sent.pop(index, None) if run else None
+            sent = run.sent.get(index) if run else None
             if sent is None:
                 continue
+            sent.actors.remove(actor)
+            if sent.actors:   # a copy is still out on another node
+                continue
+            del run.sent[index]
             attempts = sent.attempts + 1
             if attempts >= self.max_attempts:
                 run.decided.append(self._infra_result(index, sent.item, f"{reason} (attempt {attempts} of "
@@ -387,10 +394,26 @@ class RaySandbox:
                 size = min(size, max(1, math.ceil(run.remaining / len(ready))))
             items = run.take(size)
             if not items:
+                self._copy_tail(run, ready)
                 return
             self._send(run, actor, items)
 
-    def _send(self, run: _Run, actor: _Actor, items: list[tuple[int, Any, int]]) -> None:
+    def _copy_tail(self, run: _Run, ready: list[_Actor]) -> None:
+        """Every job of the run is out: copy jobs still queued on busy nodes to nodes with free workers. The
+        first result wins and the other is dropped, so the end of a run does not wait for one node's queue."""
+        for idle in sorted(ready, key=lambda a: len(a.pending) / a.workers):
+            free = 2 * idle.workers - len(idle.pending)
+            donor = max(ready, key=lambda a: len(a.pending) / a.workers)
+            queued = len(donor.pending) - 2 * donor.workers   # beyond what its workers hold: not started
+            if free <= 0 or queued <= 0 or donor is idle:
+                return
+            last = [i for i in reversed(donor.pending) if len(run.sent[i].actors) == 1][:min(free, queued)]
+            if not last:
+                return
+            self._own.jobs_copied += len(last)
+            self._send(run, idle, [(i, run.sent[i].item, run.sent[i].attempts) for i in last], copies=True)
+
+    def _send(self, run: _Run, actor: _Actor, items: list[tuple[int, Any, int]], copies: bool = False) -> None:
         try:
             payload = _pickle([(index, item) for index, item, _ in items])
         except Exception:   # something in the chunk cannot be pickled: find it, send the others
@@ -402,8 +425,11 @@ class RaySandbox:
         if not actor.pending:
             actor.last_progress = time.monotonic()   # the stall clock runs only while the actor holds jobs
         for index, item, attempts in items:
-            run.sent[index] = _Sent(item, attempts, actor)
-            actor.pending.add(index)
+            if copies:
+                run.sent[index].actors.append(actor)
+            else:
+                run.sent[index] = _Sent(item, attempts, [actor])
+            actor.pending[index] = None
         self._submits[ref] = actor
 
     def _unpicklable_out(self, run: _Run, items: list[tuple[int, Any, int]]) -> list[tuple[int, Any, int]]:
@@ -460,12 +486,13 @@ class RaySandbox:
         for run_id, result in batch.results:
             if run_id != run.id:
                 continue   # a job of an abandoned run, still finishing
-            actor.pending.discard(result.index)
+            actor.pending.pop(result.index, None)
             sent = run.sent.pop(result.index, None)
             if sent is None:   # this job already has its result
                 self._own.duplicates_dropped += 1
                 continue
-            sent.actor.pending.discard(result.index)
+            for holder in sent.actors:
+                holder.pending.pop(result.index, None)
             run.decided.append(result)
 
     def _give_up(self, run: _Run, reason: str) -> None:
@@ -482,7 +509,7 @@ class RaySandbox:
         """After the last result, or when the caller stopped early: nodes skip what is still queued."""
         self._run = None
         for actor in self._actors.values():
-            if actor.pending and actor.stream is not None:
+            if actor.stream is not None:   # queued jobs of the run: unfinished ones, or copies already answered
                 actor.handle.cancel.remote(run.id)
             actor.pending.clear()
 
