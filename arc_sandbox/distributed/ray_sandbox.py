@@ -92,6 +92,7 @@ class _Run:
         self.sent: dict[int, _Sent] = {}
         self.retry: collections.deque[tuple[int, Any, int]] = collections.deque()   # (index, item, attempts)
         self.decided: collections.deque[ProgramResult] = collections.deque()
+        self.given_up: str | None = None   # why every job left gets Status.INFRA_ERROR
 
     @property
     def finished(self) -> bool:
@@ -201,14 +202,14 @@ class RaySandbox:
                     yield run.decided.popleft()
                 if run.finished:
                     return
-                if self._actors:   # ready, or starting (a start has its own deadline: stall_timeout_s)
+                if self._actors or run.given_up:   # ready or starting (a start has its own deadline)
                     no_actor_since = None
                 else:   # nothing can run: wait for a node, but not forever
                     no_actor_since = no_actor_since or time.monotonic()
                     if time.monotonic() - no_actor_since > self.node_wait_s:
                         self._give_up(run, f"{self._last_loss}; no usable node for {self.node_wait_s:.0f} s")
-                        continue
-                self._collect(run)
+                if not run.given_up:
+                    self._collect(run)
         finally:
             bar.close()
             self._end_run(run)
@@ -382,6 +383,10 @@ class RaySandbox:
     # -- jobs -------------------------------------------------------------------------
     def _dispatch(self, run: _Run) -> None:
         """Send chunks to the least loaded actors (per worker) until each holds its share."""
+        if run.given_up:   # a few at a time: the caller may be streaming a generator of millions
+            for index, item, _ in run.take(256):
+                run.decided.append(self._infra_result(index, item, run.given_up))
+            return
         ready = [a for a in self._actors.values() if a.stream is not None]
         while ready:
             chunk = {id(a): self.chunk_size or max(32, 4 * a.workers) for a in ready}
@@ -501,9 +506,7 @@ class RaySandbox:
         for index, sent in sorted(run.sent.items()):
             run.decided.append(self._infra_result(index, sent.item, reason))
         run.sent.clear()
-        while run.retry or not run.exhausted:
-            for index, item, _ in run.take(1024):
-                run.decided.append(self._infra_result(index, item, reason))
+        run.given_up = reason   # the jobs not yet sent follow in _dispatch
 
     def _end_run(self, run: _Run) -> None:
         """After the last result, or when the caller stopped early: nodes skip what is still queued."""
