@@ -139,7 +139,7 @@ def test_imap_streams_results_as_they_finish_and_pulls_jobs_lazily(cluster):
     def source():
         for i in range(400):
             pulled.append(i)
-            yield job(i, sleep=0.5 if i == 0 else 0.0)
+            yield job(i, sleep=1.5 if i == 0 else 0.0)   # well inside the 2 s limit, well after the others
 
     cap = 2 * 8 * 2   # max_inflight chunks of chunk_size jobs on each of 2 nodes
     with RaySandbox(chunk_size=8, max_inflight=2, **OPTIONS) as sb:
@@ -186,18 +186,25 @@ def test_made_in_a_process_holding_torch_with_workers_from_the_template(cluster)
 @needs_ray
 def test_a_node_that_joins_is_used_and_its_loss_mid_run_loses_no_job(cluster):
     with_two_nodes(cluster)
+    results, removed_at = [], None
+
+    def source():   # jobs keep coming until well after the node that joined was removed (however slow it starts)
+        i = 0
+        while i < 5000 and (removed_at is None or i < removed_at + 200):
+            yield job(i, sleep=0.03)
+            i += 1
+
     with RaySandbox(**OPTIONS) as sb:
         assert len(sb.nodes) == 2
         extra = cluster.add_node(**NODE)
-        results, removed = [], False
-        for result in sb.imap([job(i, sleep=0.03) for i in range(600)]):
+        for result in sb.imap(source()):
             results.append(result)
-            if not removed and len(sb.nodes) == 3 and len(results) % 50 == 0:
+            if removed_at is None and len(sb.nodes) == 3 and len(results) % 50 == 0:
                 cluster.remove_node(extra)   # it holds chunks of jobs now
-                removed = True
+                removed_at = len(results)
         stats = sb.stats
-    assert removed, "the node that joined was never used"
-    assert_one_right_result_each(results, 600)
+    assert removed_at is not None, "the node that joined was never used"
+    assert_one_right_result_each(results, len(results))
     assert stats.actors_lost == 1 and stats.jobs_resubmitted >= 1 and stats.infra_errors == 0
 
 
