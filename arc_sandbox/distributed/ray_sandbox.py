@@ -32,7 +32,7 @@ _log = logging.getLogger("arc_sandbox")
 RAY_MISSING = "RaySandbox needs Ray, which is not installed: pip install 'arc-sandbox[ray]'"
 _NODE_POLL_S = 2.0          # how often the driver looks for joined and departed nodes
 _WAIT_S = 0.05              # longest wait for results before the driver looks around again
-_NODE_FAILURES = 3          # actors that died on one node without a result before the node is left alone
+_NODE_FAILURES = 3          # actors in a row that failed to start on one node before it is left alone
 _NODE_COOLDOWN_S = 60.0     # ... for this long
 _SHUTDOWN_WAIT_S = 5.0
 _ACTOR_THREADS = 8          # results stream + submit/cancel/ready calls arriving while it streams
@@ -293,8 +293,13 @@ class RaySandbox:
         if now - self._last_poll < (_NODE_POLL_S if self._actors else _WAIT_S * 5):
             return
         self._last_poll = now
-        alive = {n["NodeID"]: n for n in self._ray.nodes()
-                 if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1}
+        try:
+            nodes = self._ray.nodes()
+        except Exception as exc:   # the head is unreachable: actors that die say so through their streams
+            self._last_loss = f"cannot list the cluster's nodes ({_reason(exc)})"
+            _log.warning("RaySandbox: %s", self._last_loss)
+            return
+        alive = {n["NodeID"]: n for n in nodes if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1}
         for node_id, actor in list(self._actors.items()):
             if node_id not in alive:
                 self._lose(actor, f"node {node_id[:12]} left the cluster")
@@ -328,6 +333,7 @@ class RaySandbox:
             return
         actor.ready_ref = None
         actor.last_progress = time.monotonic()
+        self._node_failures[actor.node_id] = 0
         actor.stream = actor.handle.results.options(num_returns="streaming").remote()
         _log.info("RaySandbox: node %s (%s) ready with %d workers", actor.node_id[:12], actor.info.hostname,
                   actor.workers)
@@ -339,7 +345,7 @@ class RaySandbox:
         del self._actors[actor.node_id]
         self._submits = {ref: a for ref, a in self._submits.items() if a is not actor}
         self._last_loss = reason
-        if actor.last_progress <= actor.started:   # it never sent a result: count against its node
+        if actor.last_progress <= actor.started:   # it never got ready: count against its node
             self._node_failures[actor.node_id] += 1
             if self._node_failures[actor.node_id] >= _NODE_FAILURES:
                 self._cooldown[actor.node_id] = time.monotonic() + _NODE_COOLDOWN_S
@@ -487,7 +493,6 @@ class RaySandbox:
             return
         actor.stats = batch.stats
         actor.last_progress = time.monotonic()
-        self._node_failures[actor.node_id] = 0
         for run_id, result in batch.results:
             if run_id != run.id:
                 continue   # a job of an abandoned run, still finishing
