@@ -43,6 +43,12 @@ def job(i: int, sleep: float = 0.0) -> Job:
     return Job(code, [[[0]]], key=f"job-{i}")
 
 
+def is_template(cmdline: list[str]) -> bool:
+    """``python -m arc_sandbox[.layer].template FD``: the Sandbox's template process."""
+    module = cmdline[cmdline.index("-m") + 1] if "-m" in cmdline else ""
+    return module.startswith("arc_sandbox.") and module.endswith(".template")
+
+
 def assert_one_right_result_each(results, n: int) -> None:
     assert sorted(r.index for r in results) == list(range(n))   # none missing, none twice
     for r in results:
@@ -177,8 +183,8 @@ def test_made_in_a_process_holding_torch_with_workers_from_the_template(cluster)
         results = sb.run([job(i) for i in range(40)])
         for info in sb.nodes.values():
             # The actor's only children are its Sandbox's template processes: no worker forked from Ray's.
-            children = psutil.Process(info.actor_pid).children()
-            assert children and all("arc_sandbox.template" in " ".join(c.cmdline()) for c in children)
+            children = [c.cmdline() for c in psutil.Process(info.actor_pid).children()]
+            assert children and all(is_template(cmdline) for cmdline in children), children
     assert_one_right_result_each(results, 40)
     assert torch.isfinite(weights)
 
@@ -230,14 +236,18 @@ def test_a_killed_actor_loses_no_job_leaves_no_process_and_is_replaced(cluster):
     assert not [p.pid for p in sandbox_processes if p.is_running()], "the dead actor's template or workers live on"
 
 
+CLI = "import sys; from arc_sandbox.cli import main; sys.exit(main(sys.argv[1:]))"   # `arc-sandbox`, this checkout
+
+
 @needs_ray
 def test_arc_sandbox_run_with_ray_gives_the_records_of_a_local_run(cluster, tmp_path):
     with_two_nodes(cluster)
     records = {}
     for name, extra in (("local", []), ("ray", ["--ray", cluster.address])):
         out = tmp_path / f"{name}.jsonl"
-        subprocess.run([sys.executable, "-m", "arc_sandbox.cli", "run", "--no-progress", "--workers", "1",
-                        "--out", str(out), *extra], check=True, timeout=180, capture_output=True)
+        proc = subprocess.run([sys.executable, "-c", CLI, "run", "--no-progress", "--workers", "1", "--out", str(out),
+                               *extra], timeout=180, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
         records[name] = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records["ray"]) == len(records["local"]) > 0
     key = lambda r: (r["task_id"], r["sample"])   # noqa: E731
