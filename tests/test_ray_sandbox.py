@@ -309,6 +309,26 @@ def test_arc_rl_infer_evaluates_on_a_ray_sandbox_like_on_a_local_one(cluster):
     assert remote["t"][0].status == "ok" and remote["t"][0].outputs == [[[2, 1], [4, 3]], [[6, 5]]]
 
 
+@needs_ray
+def test_a_hung_actor_is_given_up_after_the_stall_timeout_and_its_jobs_run_elsewhere(cluster):
+    with_two_nodes(cluster)
+    with RaySandbox(**{**OPTIONS, "stall_timeout_s": 4}) as sb:
+        victim = next(iter(sb.nodes.values())).actor_pid
+        results = []
+        for result in sb.imap([job(i, sleep=0.02) for i in range(200)]):
+            results.append(result)
+            if len(results) == 10:
+                os.kill(victim, signal.SIGSTOP)   # alive but silent, like a node cut off the network
+        stats = sb.stats
+    assert_one_right_result_each(results, 200)
+    assert stats.actors_lost == 1 and stats.jobs_resubmitted >= 1 and stats.infra_errors == 0
+    try:   # and the silent actor was killed (Ray first asks it to exit, then kills it)
+        psutil.wait_procs([psutil.Process(victim)], timeout=60)
+    except psutil.NoSuchProcess:
+        pass
+    assert not psutil.pid_exists(victim) or psutil.Process(victim).status() == psutil.STATUS_ZOMBIE
+
+
 HOSTILE = [
     "def transform(g):\n    return g",
     "def transform(g):\n    return [[int(x) % 10 for x in row[::-1]] for row in g]",

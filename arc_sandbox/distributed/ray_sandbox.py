@@ -35,6 +35,7 @@ _WAIT_S = 0.05              # longest wait for results before the driver looks a
 _NODE_FAILURES = 3          # actors in a row that failed to start on one node before it is left alone
 _NODE_COOLDOWN_S = 60.0     # ... for this long
 _SHUTDOWN_WAIT_S = 5.0
+_START_TIMEOUT_S = 120.0    # an actor that is not ready by then (its node is hung, or starved) is given up
 _ACTOR_THREADS = 8          # results stream + submit/cancel/ready calls arriving while it streams
 
 
@@ -267,7 +268,7 @@ class RaySandbox:
     # -- nodes and actors -------------------------------------------------------------
     def _await_first_nodes(self) -> None:
         """Start an actor on every usable node and wait until each answered; fail if no node is usable for
-        ``node_wait_s`` (a start itself may take up to ``stall_timeout_s``)."""
+        ``node_wait_s`` (a start itself may take up to two minutes)."""
         no_actor_since = time.monotonic()
         while True:
             self._look_around()
@@ -303,8 +304,8 @@ class RaySandbox:
         for node_id, actor in list(self._actors.items()):
             if node_id not in alive:
                 self._lose(actor, f"node {node_id[:12]} left the cluster")
-            elif actor.ready_ref is not None and now - actor.started > self.stall_timeout_s:
-                self._lose(actor, f"the actor on node {node_id[:12]} did not start within {self.stall_timeout_s:.0f} s")
+            elif actor.ready_ref is not None and now - actor.started > _START_TIMEOUT_S:
+                self._lose(actor, f"the actor on node {node_id[:12]} did not start within {_START_TIMEOUT_S:.0f} s")
             elif actor.pending and now - actor.last_progress > self.stall_timeout_s:
                 self._lose(actor, f"node {node_id[:12]} sent no result for {self.stall_timeout_s:.0f} s")
         for node_id, node in alive.items():
