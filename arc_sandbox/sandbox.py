@@ -23,24 +23,29 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
 import psutil
-from multiprocess.connection import Connection, wait
+from multiprocess.connection import wait
 from tqdm.auto import tqdm
 
 from .alloc_trace import sites_from_wire
+from .courier import Courier
 from .extract import extract_code
 from .grids import GridError, as_grid
 from .hardening import Isolation, IsolationError, LayerStatus, check_required, missing, remove_workdirs, summary
 from .limits import Limits
 from .results import Job, ProgramResult, Status
-from .wire import Reply, Request, WireError
+from .wire import EXIT_REPLY_LOST, EXIT_REQUEST_LOST, Reply, Request, WireError
 
 _log = logging.getLogger("arc_sandbox")
 _START_TIMEOUT_S = 60.0
-_MAX_REPLY_BYTES = 1 << 22
 _GUARD_PERIOD_S = 0.1
 _EXIT_STATUS_WAIT_S = 5.0
+_SEND_WAIT_S = 5.0     # a worker takes a request at once (a queued one fits in its socket's buffer)
+_MAX_QUEUED_BYTES = 1 << 16   # larger requests are not queued behind a running program
 _MAX_START_FAILURES = 5
 _DEDUPE_MEMORY = 4096   # finished results kept per run/imap call to serve duplicates
+# Outcomes that depend on the moment, not on the program (host load, host memory, a lost
+# worker, a forged reply): never copied to duplicates, which run themselves instead.
+_CIRCUMSTANTIAL = frozenset({"Timeout", "SIGXCPU", "MemoryGuard", "Lost", "Killed", "SIGKILL", "ForgedReply"})
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS")
 _KEPT_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME", "PYTHONPATH")
@@ -69,6 +74,14 @@ class _Running:
     started: float
     deadline: float
     requeued: bool = False
+    _request: bytes | None = None
+
+    def request(self) -> bytes:
+        """The request's bytes (encoded once)."""
+        if self._request is None:
+            job = self.job
+            self._request = Request(self.code, list(job.inputs), job.entry, job.trace_memory).to_bytes()
+        return self._request
 
     def identity(self) -> bytes:
         """Same code, entry and inputs give the same result (programs are seeded): run once."""
@@ -82,15 +95,18 @@ class _Running:
 @dataclass
 class _Worker:
     tag: int
-    conn: Connection
-    pid: int = 0                       # 0 until its hello arrives
+    courier: Courier                   # its sockets; one job at a time (see courier.py)
     rss_kb: int = 0                    # resident size between programs: the next program's baseline
     cpu_s: float = 0.0                 # CPU time used before the current program
     running: _Running | None = None
-    queued: _Running | None = None     # sent, waiting in the worker's socket behind ``running``
-    kill_reason: tuple[Status, str] | None = None   # set when the parent killed it
+    queued: _Running | None = None     # its request waits in the worker's socket behind ``running``
+    kill_reason: tuple[Status, str, str] | None = None   # (status, error_type, message) when the parent killed it
     dead: bool = False
     died_at: float = 0.0
+
+    @property
+    def pid(self) -> int:
+        return self.courier.pid   # 0 until its hello arrives
 
 
 class Sandbox:
@@ -170,7 +186,7 @@ class Sandbox:
         self._closed = True
         for worker in list(self._pool.values()) + list(self._dying.values()):
             _kill_group(worker.pid)
-            worker.conn.close()
+            worker.courier.close()
         self._pool.clear()
         self._dying.clear()
         self._finalizer()
@@ -212,8 +228,9 @@ class Sandbox:
                 yield from feed.copies_of(result)
 
     def _fill(self, feed: "_Feed") -> None:
-        """Give idle workers a job; while plenty are left, queue a second one behind each
-        (it waits in the worker's socket, so no round trip separates two programs)."""
+        """Give idle workers a job; while plenty are left, queue a second request behind each, so
+        no round trip separates two programs (its reply pipe follows only once the running
+        job's reply is checked: courier.py)."""
         for worker in [w for w in self._pool.values() if w.pid and w.running is None]:
             running = feed.take()
             if running is None:
@@ -223,66 +240,108 @@ class Sandbox:
             running = feed.take() if feed.plentiful(self.workers) else None
             if running is None:
                 return
+            if len(running.request()) > _MAX_QUEUED_BYTES:   # must not block the parent: wait for an idle worker
+                feed.requeue(running)
+                return
             self._dispatch(worker, running)
 
     def _collect(self, until: float) -> Iterator[ProgramResult]:
         """Wait for replies, deaths or a deadline; yield what finished."""
-        conns = {w.conn: w for w in self._pool.values()}
-        ready = wait(list(conns) + [self._template.ctrl], timeout=max(0.0, until - time.monotonic()))
+        waiting = {s: w for w in self._pool.values() if (s := w.courier.waitable()) is not None}
+        ready = wait(list(waiting) + [self._template.ctrl], timeout=max(0.0, until - time.monotonic()))
         for obj in ready:
             if obj is self._template.ctrl:
                 yield from self._template_messages()
             else:
-                result = self._receive(conns[obj])
+                result = self._receive(waiting[obj])
                 if result is not None:
                     yield result
         now = time.monotonic()
         for worker in list(self._pool.values()):
             if worker.running and now >= worker.running.deadline:
-                self._kill(worker, Status.TIMEOUT, f"time limit of {self.limits.timeout_s} s reached "
-                                                   "(killed from outside)")
+                reader = worker.courier.reader
+                if reader is not None and reader.buf:   # it began a reply: a program wrote, or held it open
+                    self._forged(worker, "the reply was incomplete, or its socket still open, at the deadline")
+                else:
+                    self._kill(worker, Status.TIMEOUT, "Timeout",
+                               f"time limit of {self.limits.timeout_s} s reached (killed from outside)")
         for pid, worker in list(self._dying.items()):   # no exit status came: don't wait forever
             if now - worker.died_at > _EXIT_STATUS_WAIT_S:
                 del self._dying[pid]
                 yield from filter(None, [self._death_result(worker, None)])
 
     def _receive(self, worker: _Worker) -> ProgramResult | None:
-        try:
-            data = worker.conn.recv_bytes(_MAX_REPLY_BYTES)
-        except (EOFError, OSError):
-            self._broken(worker)
+        """Read what a worker sent; the job's result once its reply is complete and checked."""
+        if worker.dead:
             return None
-        if not worker.pid:   # the hello of a new worker
+        courier = worker.courier
+        if not worker.pid:   # a new worker's hello
             try:
-                hello = json.loads(data)
-                worker.pid, worker.rss_kb = int(hello["pid"]), int(hello["rss_kb"])
-                worker.cpu_s = float(hello["cpu_s"])
-                self.layers = [LayerStatus.from_dict(d) for d in hello.get("layers", [])]
-                self._start_failures = 0
-            except (ValueError, KeyError, TypeError):
+                hello = courier.read_hello()
+                if hello is not None:
+                    worker.rss_kb, worker.cpu_s = int(hello["rss_kb"]), float(hello["cpu_s"])
+                    self.layers = [LayerStatus.from_dict(d) for d in hello.get("layers", [])]
+                    self._start_failures = 0
+            except (WireError, ValueError, KeyError, TypeError):
                 self._broken(worker)
             return None
         running = worker.running
-        if running is None:   # nothing was asked: the program wrote to its pipe after replying
-            self._kill(worker, Status.CRASHED, "worker sent an unrequested message")
-            return None
         try:
-            reply = Reply.from_bytes(data, self._max_side)
-            result = self._result_from_reply(running, reply, worker)
-        except (WireError, ValueError) as exc:
-            self._kill(worker, Status.CRASHED, f"unreadable reply from the worker ({exc})")
+            if not courier.pump():
+                return None
+            reply = Reply.parse(courier.reader.payload(), n_grids=len(running.job.inputs), max_side=self._max_side,
+                                max_stdout=self.limits.max_stdout_bytes, max_error=self.limits.max_error_chars,
+                                traced=running.job.trace_memory)
+        except WireError as exc:
+            if courier.reader is not None and courier.reader.buf:
+                self._forged(worker, str(exc))
+            else:   # closed with nothing written: its exit status will say how it died (or the deadline)
+                courier.end_job()
             return None
+        courier.end_job()
+        worker.running = None
+        result = self._result_from_reply(running, reply)
         worker.rss_kb, worker.cpu_s = reply.rss_kb, worker.cpu_s + reply.cpu_s
-        if reply.retire:   # the worker leaves without reading what was queued for it
-            result.worker_replaced = True
-            result.notes.append(f"worker retired: {reply.retire}")
-            worker.running = None
-            self._retire(worker, reply.retire)
+        if reply.retire:   # the worker leaves by itself, without reading what was queued for it
+            self._retire(worker, reply.retire, result)
             return result
-        worker.running, worker.queued = worker.queued, None
-        if worker.running:   # the worker went straight on to the queued job
-            self._start_clock(worker.running)
+        threads = courier.threads()
+        if threads is not None and threads > courier.threads0:   # they would run during the next job
+            reason = f"the program left {threads - courier.threads0} thread(s) running"
+        elif courier.marked():
+            reason = "the pristine guard noted tampering that the program hid from the worker's own check"
+        else:
+            self._next(worker)
+            return result
+        self._retire(worker, reason, result)
+        self._kill(worker, Status.CRASHED, "Killed", reason)
         return result
+
+    def _next(self, worker: _Worker) -> None:
+        """The reply checked out: the queued job (already running, most likely) gets its reply pipe."""
+        worker.running, worker.queued = worker.queued, None
+        if worker.running is None:
+            return
+        self._start_clock(worker.running)
+        try:
+            worker.courier.open_reply(worker.running.deadline)
+        except OSError:
+            self._broken(worker)
+
+    def _forged(self, worker: _Worker, reason: str) -> None:
+        """A reply that is not one well-formed frame for this job. A program's leftovers could
+        have sent it, so the job runs once more on a fresh worker; a second time, it is its own."""
+        running, worker.running = worker.running, None
+        self.stats.workers_retired["forged or malformed reply"] += 1
+        if running is not None and not running.requeued:
+            running.requeued = True
+            self._feed.requeue(running)
+            self._kill(worker, Status.CRASHED, "ForgedReply", reason)   # nothing is reported for it
+            return
+        worker.running = running
+        self._kill(worker, Status.CRASHED, "ForgedReply",
+                   f"forged or malformed reply from the worker: {reason} (the program wrote to its "
+                   "worker's sockets?)")
 
     def _template_messages(self) -> Iterator[ProgramResult]:
         messages = self._template.read()
@@ -323,22 +382,26 @@ class Sandbox:
         return _Running(index, job, code, 0.0, 0.0)
 
     def _dispatch(self, worker: _Worker, running: _Running) -> None:
-        request = Request(running.code, list(running.job.inputs), running.job.entry, running.job.trace_memory)
         if worker.running is None:
             worker.running = running
             self._start_clock(running)
         else:
             worker.queued = running
         try:
-            worker.conn.send_bytes(request.to_bytes())
-        except OSError:
-            self._broken(worker)
+            worker.courier.send_request(running.request(), time.monotonic() + _SEND_WAIT_S)
+            if worker.running is running:
+                worker.courier.open_reply(running.deadline)
+        except OSError:   # the worker is gone or does not read: no result can come from it
+            if worker.running is running:
+                worker.running = None
+                self._feed.requeue(running)
+            self._broken(worker)   # puts a queued job (perhaps this one) back
 
     def _start_clock(self, running: _Running) -> None:
         running.started = time.monotonic()
         running.deadline = running.started + self.limits.timeout_s + self.limits.kill_grace_s
 
-    def _result_from_reply(self, running: _Running, reply: Reply, worker: _Worker) -> ProgramResult:
+    def _result_from_reply(self, running: _Running, reply: Reply) -> ProgramResult:
         return ProgramResult(
             status=Status(reply.status), outputs=reply.outputs,
             grid_statuses=[Status(s) for s in reply.grid_statuses],
@@ -354,6 +417,12 @@ class Sandbox:
         running, worker.running = worker.running, None
         if running is None:
             return None
+        if (exit_info is not None and worker.kill_reason is None and not running.requeued
+                and os.WIFEXITED(exit_info["status"])
+                and os.WEXITSTATUS(exit_info["status"]) == EXIT_REQUEST_LOST):   # it never read this job
+            running.requeued = True
+            self._feed.requeue(running)
+            return None
         status, error_type, message = _classify_death(worker.kill_reason, exit_info)
         n = len(running.job.inputs)
         result = _final(running.index, running.job, status, error_type, message, n=n, code=running.code)
@@ -367,15 +436,12 @@ class Sandbox:
         return result
 
     # -- workers ----------------------------------------------------------------------------
-    def _idle(self) -> list[_Worker]:
-        return [w for w in self._pool.values() if w.pid and w.running is None]
-
     def _spawn(self) -> None:
         if self._closed:
             return
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         tag, self._next_tag = self._next_tag, self._next_tag + 1
-        self._pool[tag] = _Worker(tag, Connection(parent_end.detach()))
+        self._pool[tag] = _Worker(tag, Courier(parent_end))
         self._template.spawn(tag, child_end, dataclasses.asdict(self.limits), self.isolation.to_dict())
         child_end.close()
         self.stats.workers_started += 1
@@ -384,12 +450,13 @@ class Sandbox:
         deadline = time.monotonic() + _START_TIMEOUT_S
         while not all(w.pid for w in self._pool.values()):
             pending = [w for w in self._pool.values() if not w.pid]
-            ready = wait([w.conn for w in pending] + [self._template.ctrl], timeout=deadline - time.monotonic())
+            ready = wait([w.courier.ctrl for w in pending] + [self._template.ctrl],
+                         timeout=deadline - time.monotonic())
             if not ready:
                 self.close()
                 raise SandboxError(f"workers did not start within {_START_TIMEOUT_S:.0f} s")
             for worker in pending:
-                if worker.conn in ready:
+                if worker.courier.ctrl in ready:
                     self._receive(worker)
             if self._template.ctrl in ready and self._template.read() is None:
                 self.close()
@@ -399,8 +466,8 @@ class Sandbox:
                 self.close()
                 raise SandboxError("a worker died during start-up (memory limit below the worker's needs?)")
 
-    def _kill(self, worker: _Worker, status: Status, reason: str) -> None:
-        worker.kill_reason = worker.kill_reason or (status, reason)
+    def _kill(self, worker: _Worker, status: Status, error_type: str, reason: str) -> None:
+        worker.kill_reason = worker.kill_reason or (status, error_type, reason)
         _kill_group(worker.pid)
         self._broken(worker)
 
@@ -411,7 +478,7 @@ class Sandbox:
         self._requeue_waiting(worker)
         worker.dead, worker.died_at = True, time.monotonic()
         _kill_group(worker.pid)
-        worker.conn.close()
+        worker.courier.close()
         self._pool.pop(worker.tag, None)
         if worker.pid:
             self._dying[worker.pid] = worker
@@ -422,16 +489,19 @@ class Sandbox:
                                "(is memory_mb too small for the worker's own needs?)")
         self._spawn()
 
-    def _retire(self, worker: _Worker, reason: str) -> None:
+    def _retire(self, worker: _Worker, reason: str, result: ProgramResult) -> None:
+        """The worker leaves after ``result``'s program (it exits by itself, or is killed next)."""
+        result.worker_replaced = True
+        result.notes.append(f"worker retired: {reason}")
         self.stats.workers_retired[reason.split(":")[0][:80]] += 1
         self._requeue_waiting(worker)
         worker.dead, worker.died_at = True, time.monotonic()
-        worker.conn.close()
+        worker.courier.close()
         self._pool.pop(worker.tag, None)
         self._dying[worker.pid] = worker   # its exit message spawns the replacement
 
     def _requeue_waiting(self, worker: _Worker) -> None:
-        """A job queued behind the running one never started: it goes back to the front."""
+        """A job queued behind the running one never got its reply pipe: it goes back to the front."""
         if worker.queued is not None:
             self._feed.requeue(worker.queued)
             worker.queued = None
@@ -440,8 +510,9 @@ class Sandbox:
         """A worker that exited before we noticed its pipe closing."""
         for worker in list(self._pool.values()):
             if worker.pid == pid:
+                self._requeue_waiting(worker)
                 worker.dead, worker.died_at = True, time.monotonic()
-                worker.conn.close()
+                worker.courier.close()
                 self._pool.pop(worker.tag)
                 return worker
         return None
@@ -462,7 +533,7 @@ class Sandbox:
         if sizes:
             worker = self._pool[max(sizes, key=sizes.get)]
             self.stats.guard_kills += 1
-            self._kill(worker, Status.MEMORY_LIMIT,
+            self._kill(worker, Status.MEMORY_LIMIT, "MemoryGuard",
                        f"host memory guard: {available_mb:.0f} MB available, under the floor of "
                        f"{self.memory_floor_mb:.0f} MB; this program held {sizes[worker.tag] / 2**20:.0f} MB "
                        "(the largest running)")
@@ -479,7 +550,8 @@ class Sandbox:
         self._finalizer = weakref.finalize(self, _Template.stop, self._template)
         for worker in lost:
             _kill_group(worker.pid)
-            worker.conn.close()
+            worker.dead = True
+            worker.courier.close()
             self._requeue_waiting(worker)
             running = worker.running
             if running is None:
@@ -494,8 +566,8 @@ class Sandbox:
 
     def _death_result_without_status(self, worker: _Worker, running: _Running) -> ProgramResult:
         status, error_type, message = _classify_death(
-            worker.kill_reason or (Status.CRASHED, "its worker died twice with the sandbox's template process "
-                                   "(does the program kill its parent process?)"), None)
+            worker.kill_reason or (Status.CRASHED, "Lost", "its worker died twice with the sandbox's template "
+                                   "process (does the program kill its parent process?)"), None)
         result = _final(running.index, running.job, status, error_type, message,
                         n=len(running.job.inputs), code=running.code)
         result.wall_s = time.monotonic() - running.started
@@ -506,7 +578,7 @@ class Sandbox:
         for worker in list(self._pool.values()):
             worker.queued = None
             if worker.running:
-                self._kill(worker, Status.CRASHED, "abandoned")
+                self._kill(worker, Status.CRASHED, "Killed", "abandoned")
         for worker in self._dying.values():
             worker.running = None
 
@@ -567,10 +639,16 @@ class _Feed:
         identity = self._originals.pop(result.index, None)
         if identity is None:
             return []
+        copies = self._copies.pop(identity)
+        if result.status is Status.TIMEOUT or result.error_type in _CIRCUMSTANTIAL:
+            if copies:   # another run may well end differently: the first duplicate runs, the rest wait on it
+                self._copies[identity], self._originals[copies[0].index] = copies[1:], identity
+                self._ready.appendleft(copies[0])
+            return []
         self._finished[identity] = result
         if len(self._finished) > _DEDUPE_MEMORY:
             self._finished.popitem(last=False)
-        return [_reused(result, copy) for copy in self._copies.pop(identity)]
+        return [_reused(result, copy) for copy in copies]
 
 
 class _Template:
@@ -667,10 +745,9 @@ def _final(index: int, job: Any, status: Status, error_type: str, message: str, 
                          key=job.key if isinstance(job, Job) else None)
 
 
-def _classify_death(kill_reason: tuple[Status, str] | None, exit_info: dict | None) -> tuple[Status, str, str]:
+def _classify_death(kill_reason: tuple[Status, str, str] | None, exit_info: dict | None) -> tuple[Status, str, str]:
     if kill_reason is not None:
-        status, reason = kill_reason
-        return status, {Status.TIMEOUT: "Timeout", Status.MEMORY_LIMIT: "MemoryGuard"}.get(status, "Killed"), reason
+        return kill_reason
     if exit_info is None:
         return Status.CRASHED, "Lost", "the worker disappeared"
     code = exit_info["status"]
@@ -681,6 +758,11 @@ def _classify_death(kill_reason: tuple[Status, str] | None, exit_info: dict | No
         hint = " (by another process or the kernel's out-of-memory killer)" if sig is signal.SIGKILL else ""
         return Status.CRASHED, sig.name, f"the worker was killed by {sig.name}{hint}"
     exit_code = os.WEXITSTATUS(code)
+    if exit_code == EXIT_REPLY_LOST:
+        return Status.CRASHED, "ChannelClosed", "the program closed or replaced its worker's reply pipe or files"
+    if exit_code == EXIT_REQUEST_LOST:
+        return (Status.CRASHED, "ChannelClosed",
+                "the worker could not read its next message (the program closed or read its control socket)")
     return (Status.CRASHED, f"exit({exit_code})",
             f"the worker process ended with code {exit_code} while running the program "
             "(os._exit, or it closed the worker's pipe)")

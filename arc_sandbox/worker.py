@@ -15,13 +15,13 @@ import os
 import random
 import resource
 import signal
+import socket
 import sys
 import time
 import traceback
 import types
 
 import numpy as np
-from multiprocess.connection import Connection
 
 from . import common
 from .alloc_trace import AllocTracer
@@ -30,7 +30,8 @@ from .hardening import harden_current_process, reap_descendants
 from .limits import Limits
 from .pristine import PROGRAM_MODULE, Guard
 from .results import Status
-from .wire import Reply, Request
+from .wire import (EXIT_REPLY_LOST, EXIT_REQUEST_LOST, MAX_REPLY_BYTES, Reply, Request, WireError, frame,
+                   frame_length)
 
 PROGRAM_FILE = "<program>"
 _RAISE = dis.opmap["RAISE_VARARGS"]
@@ -45,6 +46,9 @@ _TRIM_ABOVE_KB = 2048
 _LIBC = ctypes.CDLL(None)
 _reset_common = common.reset_state   # taken now: a program may rebind the module's name
 _M_MMAP_THRESHOLD = -3
+# Read through the C descriptors: a program's exception class may shadow them with properties.
+_TRACEBACK = BaseException.__traceback__.__get__
+_CONTEXT = BaseException.__context__.__get__
 
 
 class Deadline(BaseException):
@@ -128,8 +132,14 @@ class MemoryProbe:
 
 
 def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
-    """Worker main loop: set up, say hello, then run requests until the parent goes away."""
-    conn = Connection(fd)
+    """Worker main loop: set up, say hello, then run requests until the parent goes away.
+
+    ``fd`` is the control socket. Each job comes on it as a request, then, only once the
+    parent has checked the previous reply, as the reply pipe for it (see courier.py). The
+    worker says hello and then shuts its sending side, so nothing a program writes later
+    can travel on it.
+    """
+    ctrl = socket.socket(fileno=fd)
     _detach()
     probe = MemoryProbe(limits.measure_memory)
     base_rss, base_vm = probe.rss_kb(), probe.vm_kb()
@@ -138,28 +148,103 @@ def serve(fd: int, limits: Limits, isolation: dict | None = None) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (_CPU_CAP_S, _CPU_CAP_S))
     signal.signal(signal.SIGALRM, _on_alarm)
     layers = harden_current_process(isolation)   # after imports and limits, before any program
-    guard = Guard(exempt=(common.Color,))
-    conn.send_bytes(_hello(base_rss, base_vm, mem_limit, layers))
+    guard = Guard(exempt=(common.Color,), cpu_cap_s=_CPU_CAP_S,
+                  trusted_frames=(common._check_recursion_budget.__code__,))
+    # Taken now, before any program: the worker never looks the guard's methods up again.
+    arm, disarm, trust, heal, check = guard.operations()
+    ops = (arm, disarm, trust, heal)
+    threads0 = _thread_count()
+    ctrl.sendall(frame(_hello(base_rss, base_vm, mem_limit, layers)))
+    ctrl.shutdown(socket.SHUT_WR)
     for served in range(1, limits.max_programs_per_worker + 1):
+        request = _next_request(ctrl, limits)
         try:
-            data = conn.recv_bytes()
-        except (EOFError, OSError):
-            os._exit(0)
-        request = Request.from_bytes(data, max(30, limits.max_grid_side))
-        reply = run_request(request, limits, probe, guard)
-        reply.retire = guard.check(request.code)
+            reply = run_request(request, limits, probe, ops)
+        except OSError:   # the program closed or replaced the worker's own files (/proc handles...)
+            os._exit(EXIT_REPLY_LOST)
+        reply.retire = check(request.code)
         # Every way to start a process from Python is audited, so only a tainted run can
         # have left one behind: skip the /proc walk otherwise.
         strays = reap_descendants() if reply.retire else []
         if strays:
             reply.retire = f"killed processes the program left behind: pids {strays}"
+        threads = _thread_count() - threads0   # they would run during the next program
+        if threads > 0:
+            reply.retire = reply.retire or f"the program left {threads} thread(s) running"
         reply.retire = reply.retire or _growth(probe, base_rss, base_vm) or _cpu_spent(limits)
         if served == limits.max_programs_per_worker:
             reply.retire = reply.retire or f"recycled after {served} programs"
-        conn.send_bytes(reply.to_bytes())
+        _send_reply(_reply_pipe(ctrl), reply)
         if reply.retire:
             break
     os._exit(0)
+
+
+def _read_frame(ctrl: socket.socket) -> tuple[bytes, list[int]] | None:
+    """One frame from the control socket and the descriptors that came with it; None at end of
+    file. Reads exactly the frame: the next one may already be waiting behind it."""
+    buf, fds = bytearray(), []
+    while len(buf) < 4 or len(buf) < 4 + frame_length(buf):
+        want = 4 - len(buf) if len(buf) < 4 else 4 + frame_length(buf) - len(buf)
+        data, got, _, _ = socket.recv_fds(ctrl, want, 1)
+        fds += got
+        if not data:
+            return None
+        buf += data
+    return bytes(buf[4:]), fds
+
+
+def _next_request(ctrl: socket.socket, limits: Limits) -> Request:
+    """The next request; exits when the parent has gone, or when a program broke the socket
+    (read part of what was waiting in it): the parent then runs that job again elsewhere."""
+    try:
+        got = _read_frame(ctrl)
+        if got is None:
+            os._exit(0)
+        data, fds = got
+        if fds or not data:
+            raise WireError("a reply pipe where a request was expected")
+        return Request.from_bytes(data, max(30, limits.max_grid_side))
+    except (OSError, ValueError, KeyError, TypeError):
+        os._exit(EXIT_REQUEST_LOST)
+
+
+def _reply_pipe(ctrl: socket.socket) -> int:
+    """The reply pipe for the program that just ran: the parent sends it only once it has
+    checked the previous reply, so no program ever holds the pipe of a job after its own."""
+    try:
+        got = _read_frame(ctrl)
+        if got is None:
+            os._exit(0)
+        data, fds = got
+        if data or len(fds) != 1:
+            raise WireError("a request where a reply pipe was expected")
+        return fds[0]
+    except (OSError, ValueError):   # ValueError: WireError, or a length prefix cut by a program's read
+        os._exit(EXIT_REQUEST_LOST)
+
+
+def _thread_count(_stat=os.stat) -> int:
+    """Threads of this process: /proc/self/task has two links plus one per thread."""
+    return _stat("/proc/self/task").st_nlink - 2
+
+
+def _send_reply(fd: int, reply: Reply) -> None:
+    data = reply.to_bytes()
+    if len(data) + 4 > MAX_REPLY_BYTES:   # only a job with thousands of inputs gets here
+        n = len(reply.grid_statuses)
+        data = Reply(status=Status.INVALID_OUTPUT.value, grid_statuses=[Status.INVALID_OUTPUT.value] * n,
+                     outputs=[None] * n, error_type="ReplyTooLarge",
+                     error_message=f"the reply ({len(data)} bytes) is over the {MAX_REPLY_BYTES}-byte cap: "
+                                   "split the job into fewer inputs", cpu_s=reply.cpu_s, peak_kb=reply.peak_kb,
+                     rss_kb=reply.rss_kb, retire=reply.retire).to_bytes()
+    view = memoryview(frame(data))
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+        os.close(fd)
+    except OSError:   # the parent closed it: it was not waiting for this reply any more
+        os._exit(EXIT_REPLY_LOST)
 
 
 def _hello(rss_kb: int, vm_kb: int, mem_limit: int, layers: list) -> bytes:
@@ -188,8 +273,9 @@ def _growth(probe: MemoryProbe, base_rss: int, base_vm: int) -> str | None:
 def _cpu_budget(limits: Limits) -> None:
     """RLIMIT_CPU as a kernel backstop: SIGXCPU kills a program that outlives its time by a
     second of CPU even if the alarm is blocked and the parent cannot kill (it never should)."""
-    soft = min(_CPU_CAP_S, int(time.process_time() + limits.timeout_s) + 2)
-    resource.setrlimit(resource.RLIMIT_CPU, (soft, _CPU_CAP_S))
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]   # the guard lowers it to mark tampering
+    soft = min(hard, int(time.process_time() + limits.timeout_s) + 2)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def _cpu_spent(limits: Limits) -> str | None:
@@ -220,16 +306,19 @@ class _Run:
         self.error_message: str | None = None
         self.namespace: dict = {}   # the program's globals
 
-    def fail(self, status: Status, grids: range, exc: BaseException | None, code: str, limit: int) -> None:
+    def fail(self, status: Status, grids: range, exc: BaseException | None, code: str, limit: int,
+             trust) -> None:
         for i in grids:
             self.statuses[i] = status
         if self.error_type is None and exc is not None:
             self.error_type = type(exc).__name__
-            self.error_message = _error_text(exc, code, limit)
+            self.error_message = _error_text(exc, code, limit, trust)
 
 
-def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Guard) -> Reply:
+def run_request(request: Request, limits: Limits, probe: MemoryProbe, ops: tuple) -> Reply:
+    """Run one program; ``ops`` are the guard's (arm, disarm, trust, heal_builtins)."""
     global _in_program
+    arm, disarm, trust, heal = ops
     n = len(request.inputs)
     run = _Run(n)
     out = _BoundedWriter(limits.max_stdout_bytes)
@@ -243,16 +332,16 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
         tracer.start()
     try:
         _set_stdio(out, out)
-        guard.arm()
+        arm()
         _in_program = True
         _cpu_budget(limits)
         signal.setitimer(signal.ITIMER_REAL, limits.timeout_s)
-        fn = _load(request, limits, run)
+        fn = _load(request, limits, run, trust)
         if fn is not None and tracer:
             fn = tracer.wrap(fn)
         if fn is not None:
             for i, grid in enumerate(request.inputs):
-                _call(fn, grid, i, limits, run, request.code)
+                _call(fn, grid, i, limits, run, request.code, trust)
                 done = i + 1
         else:
             done = n
@@ -265,9 +354,9 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
         # The program's functions and globals form a cycle that only a full gc would free:
         # break it now, so its memory is not carried into the next program's baseline.
         run.namespace.clear()
-        guard.disarm()
+        disarm()
         alloc_sites = tracer.stop() if tracer else []
-        guard.heal_builtins()
+        heal()
         _set_stdio(*saved)
     peak = max(0, probe.peak_kb() - rss0)
     status = next((s for s in run.statuses if s is not Status.OK), Status.OK)
@@ -277,13 +366,13 @@ def run_request(request: Request, limits: Limits, probe: MemoryProbe, guard: Gua
                  alloc_sites=alloc_sites)
 
 
-def _load(request: Request, limits: Limits, run: _Run):
+def _load(request: Request, limits: Limits, run: _Run, trust):
     """Compile and execute the program's top level; return its entry function or None."""
     n, code = len(request.inputs), request.code
     try:
         compiled = _compile(code)
     except Exception as exc:   # SyntaxError; ValueError for NUL bytes; RecursionError for deep nesting
-        run.fail(Status.SYNTAX_ERROR, range(n), exc, code, limits.max_error_chars)
+        run.fail(Status.SYNTAX_ERROR, range(n), exc, code, limits.max_error_chars, trust)
         return None
     namespace = run.namespace = {"__name__": PROGRAM_MODULE, "__builtins__": builtins}
     _seed(limits.seed)
@@ -292,19 +381,20 @@ def _load(request: Request, limits: Limits, run: _Run):
     except Deadline:
         raise
     except BaseException as exc:
-        run.fail(_exception_status(exc), range(n), exc, code, limits.max_error_chars)
+        run.fail(_exception_status(exc, trust), range(n), exc, code, limits.max_error_chars, trust)
         return None
     for name in ((request.entry,) if request.entry else ("transform", "main")):
         fn = namespace.get(name)
         if callable(fn):
             return fn
     wanted = request.entry or "transform or main"
-    run.fail(Status.MISSING_ENTRY, range(n), None, code, limits.max_error_chars)
-    run.error_type, run.error_message = "MissingEntry", f"no function named {wanted} in the program"
+    run.fail(Status.MISSING_ENTRY, range(n), None, code, limits.max_error_chars, trust)
+    run.error_type = "MissingEntry"
+    run.error_message = f"no function named {wanted} in the program"[:limits.max_error_chars]
     return None
 
 
-def _call(fn, grid: np.ndarray, i: int, limits: Limits, run: _Run, code: str) -> None:
+def _call(fn, grid: np.ndarray, i: int, limits: Limits, run: _Run, code: str, trust) -> None:
     _seed(limits.seed)
     try:
         result = fn(grid)
@@ -315,9 +405,10 @@ def _call(fn, grid: np.ndarray, i: int, limits: Limits, run: _Run, code: str) ->
     except GridError as exc:
         run.statuses[i] = Status.INVALID_OUTPUT
         if run.error_type is None:
-            run.error_type, run.error_message = "InvalidOutput", f"output for input {i}: {exc}"
+            run.error_type = "InvalidOutput"
+            run.error_message = f"output for input {i}: {exc}"[:limits.max_error_chars]
     except BaseException as exc:   # SystemExit, KeyboardInterrupt... are the program's errors too
-        run.fail(_exception_status(exc), range(i, i + 1), exc, code, limits.max_error_chars)
+        run.fail(_exception_status(exc, trust), range(i, i + 1), exc, code, limits.max_error_chars, trust)
 
 
 @functools.lru_cache(maxsize=256)
@@ -338,35 +429,63 @@ def _seed(seed: int | None) -> None:
         np.random.seed(seed)
 
 
-def _exception_status(exc: BaseException) -> Status:
+def _exception_status(exc: BaseException, trust) -> Status:
     """MEMORY_LIMIT only for allocations that failed, not for a ``raise MemoryError`` in code; also
     when the program caught the failed allocation and raised something else while handling it."""
     for _ in range(8):   # the __context__ chain; bounded, a program can make it a cycle
         if exc is None:
             break
-        if isinstance(exc, MemoryError) and not _raised_explicitly(exc):
+        if isinstance(exc, MemoryError) and not _raised_explicitly(exc, trust):
             return Status.MEMORY_LIMIT
-        exc = exc.__context__
+        exc = _CONTEXT(exc)
     return Status.RUNTIME_ERROR
 
 
-def _raised_explicitly(exc: BaseException) -> bool:
+def _raised_explicitly(exc: BaseException, trust) -> bool:
     """Whether the innermost frame stopped on a ``raise`` statement (a failed allocation stops on a call)."""
-    tb = exc.__traceback__
+    tb = _TRACEBACK(exc)
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code.co_code[tb.tb_lasti] == _RAISE
-
-
-def _error_text(exc: BaseException, code: str, limit: int) -> str:
-    linecache.cache[PROGRAM_FILE] = (len(code), None, code.splitlines(True), PROGRAM_FILE)
-    tb = exc.__traceback__   # start at the program's first frame: the worker's own are noise
-    while tb is not None and tb.tb_frame.f_code.co_filename != PROGRAM_FILE:
-        tb = tb.tb_next
+    if tb is None:
+        return False
+    trust(True)
     try:
-        text = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
-    except BaseException:  # a hostile __str__ or __repr__
-        text = f"{type(exc).__name__} (its message could not be rendered)"
+        return tb.tb_frame.f_code.co_code[tb.tb_lasti] == _RAISE
     finally:
-        linecache.cache.pop(PROGRAM_FILE, None)
+        trust(False)
+
+
+def _program_frames(exc: BaseException, trust) -> list[tuple[str, int, str]]:
+    """(file, line, function) of the traceback from the program's first frame: the worker's own are noise."""
+    frames, tb = [], _TRACEBACK(exc)
+    trust(True)   # tracebacks, frames and code objects only: no program code runs here
+    try:
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            if frames or code.co_filename == PROGRAM_FILE:
+                frames.append((code.co_filename, tb.tb_lineno, code.co_name))
+            tb = tb.tb_next
+    finally:
+        trust(False)
+    return frames
+
+
+def _error_text(exc: BaseException, code: str, limit: int, trust) -> str:
+    lines = code.splitlines()
+    parts = ["Traceback (most recent call last):\n"]
+    for filename, lineno, name in _program_frames(exc, trust):
+        parts.append(f'  File "{filename}", line {lineno}, in {name}\n')
+        if filename == PROGRAM_FILE:
+            text = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+        else:
+            text = linecache.getline(filename, lineno)
+        if text.strip():
+            parts.append(f"    {text.strip()}\n")
+    if len(parts) == 1:
+        parts.clear()
+    try:   # may run the program's own __str__: outside the trusted window
+        parts.extend(traceback.format_exception_only(type(exc), exc))
+    except BaseException:  # a hostile __str__ or __repr__
+        parts.append(f"{type(exc).__name__} (its message could not be rendered)")
+    text = "".join(parts)
     return text if len(text) <= limit else "..." + text[-limit:]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import socket
 import struct
 import threading
@@ -121,8 +122,9 @@ def expected_action(name: str, args: tuple[int, ...], pid: int) -> int:
         return ALLOW if lo[0] in (pid, 0, (-pid) & 0xFFFFFFFF) else errno_action(errno.EPERM)
     if name == "tgkill":
         return ALLOW if lo[0] == pid else errno_action(errno.EPERM)
-    if name == "prlimit64":
-        return ALLOW if args[2] == 0 else errno_action(errno.EPERM)
+    if name == "prlimit64":   # reading any limit; setting only this process's own RLIMIT_CPU (pid 0)
+        own_cpu = lo[0] == 0 and lo[1] == resource.RLIMIT_CPU
+        return ALLOW if args[2] == 0 or own_cpu else errno_action(errno.EPERM)
     return ALLOW   # read, write, mmap... and everything unnamed
 
 
@@ -152,6 +154,14 @@ arg = st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 1, 2, 0o100, 0o10
 @given(name=st.sampled_from(CHECKED), args=st.tuples(*[arg] * 6))
 def test_filter_matches_policy(x86_filter, name, args):
     assert bpf_run(x86_filter, NUMBERS[name], X86.audit_arch, args) == expected_action(name, args, FILTER_PID)
+
+
+def test_filter_lets_a_worker_set_only_its_own_cpu_limit(x86_filter):
+    prlimit, new = NUMBERS["prlimit64"], 0x7FFF_0000_1000   # a pointer with both halves set
+    assert bpf_run(x86_filter, prlimit, X86.audit_arch, (0, resource.RLIMIT_CPU, new, 0, 0, 0)) == ALLOW
+    assert bpf_run(x86_filter, prlimit, X86.audit_arch, (0, resource.RLIMIT_AS, new, 0, 0, 0)) == errno_action(errno.EPERM)
+    assert bpf_run(x86_filter, prlimit, X86.audit_arch, (1, resource.RLIMIT_CPU, new, 0, 0, 0)) == errno_action(errno.EPERM)
+    assert bpf_run(x86_filter, prlimit, X86.audit_arch, (1, resource.RLIMIT_AS, 0, 0x1000, 0, 0)) == ALLOW  # reading
 
 
 def test_filter_refuses_other_abis(x86_filter):
