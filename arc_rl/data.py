@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import gzip
 import json
 import logging
 from collections import Counter
@@ -18,8 +17,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from arc_sandbox.grids import MAX_SIDE, GridError, as_grid, is_grid
-from arc_sandbox.tasks import Pair, Task
+from arc_sandbox import GridError, MAX_SIDE, Pair, Task, as_grid, is_grid, open_text
 
 from .prompts import render_prompt
 
@@ -37,7 +35,7 @@ def load_tasks(path_or_name: str | Path, **kwargs: Any) -> dict[str, Task]:
     ``.jsonl``/``.jsonl.gz`` file (keyword arguments go to :func:`iter_barc_jsonl`, e.g. ``limit=``)."""
     if str(path_or_name).endswith((".jsonl", ".jsonl.gz")):
         return {task.id: task for task in iter_barc_jsonl(path_or_name, **kwargs)}
-    from arc_sandbox.loading import load_tasks as load_arc_tasks
+    from arc_sandbox import load_tasks as load_arc_tasks
     return load_arc_tasks(path_or_name, **kwargs)
 
 
@@ -93,8 +91,7 @@ def iter_barc_jsonl(path: str | Path, seed: int = 0, limit: int | None = None,
     """
     report = report if report is not None else ReadReport()
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as lines:
+    with open_text(path) as lines:
         for line_no, line in enumerate(lines):
             if limit is not None and report.tasks >= limit:
                 break
@@ -212,7 +209,7 @@ def task_from_json(text: str) -> tuple[Task, Any]:
     task = Task.from_dict(d, id=str(d.get("id", "task")))
     augmentation = None
     if d.get("augmentation") is not None:
-        from arc_sandbox.augment import Augmentation
+        from arc_sandbox import Augmentation
         augmentation = Augmentation.from_json(d["augmentation"])
     return task, augmentation
 
@@ -272,7 +269,7 @@ def _tasks(source: TaskSource) -> Iterable[Task]:
 def _row(task: Task, tokenizer, prompt_version: str, augment: bool, rng: np.random.Generator) -> dict[str, str]:
     augmentation = None
     if augment:
-        from arc_sandbox.augment import random_augmentation
+        from arc_sandbox import random_augmentation
         augmentation = random_augmentation(rng)
         task = augmentation.apply_task(task)
     return {"prompt": render_prompt(task, tokenizer, prompt_version, rng), "task": task_to_json(task, augmentation)}

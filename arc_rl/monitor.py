@@ -176,3 +176,18 @@ class MetricsFile(TrainerCallback):
 
 def _jsonable(logs: dict) -> dict:
     return {k: v for k, v in logs.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+class LoraDropoutOnly(TrainerCallback):
+    """Switches off every dropout of the policy except LoRA's own (``--lora-dropout``).
+
+    TRL's ``disable_dropout`` would do the first half but runs after PEFT has wrapped the model, so it also zeroes
+    the adapter's dropout and ``--lora-dropout`` would do nothing. The base model's dropout stays off: it would
+    make the trainer's log-probabilities noisy against the sampler's.
+    """
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        import torch
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Dropout) and ".lora_dropout." not in f".{name}.":
+                module.p = 0.0

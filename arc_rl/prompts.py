@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from arc_sandbox.grids import GridError, as_grid
-from arc_sandbox.tasks import Task
+from arc_sandbox import GridError, Task, as_grid
 
 COLOR_NAMES = ("Black", "Blue", "Red", "Green", "Yellow", "Gray", "Pink", "Orange", "Purple", "Brown")
 _COLOR_VALUES = {name: value for value, name in enumerate(COLOR_NAMES)}

@@ -23,7 +23,8 @@ def run_bench(root: str, programs: int, trivial: int) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
         out = fh.name
     env = {**os.environ, "PYTHONPATH": os.path.abspath(root)}
-    subprocess.run([sys.executable, "-m", "arc_sandbox.cli", "bench", "--programs", str(programs),
+    cli = "arc_sandbox" if os.path.exists(os.path.join(root, "arc_sandbox", "__main__.py")) else "arc_sandbox.cli"
+    subprocess.run([sys.executable, "-m", cli, "bench", "--programs", str(programs),
                     "--trivial", str(trivial), "--out", out], cwd=root, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(out) as fh:

@@ -3,8 +3,8 @@
 Start-up: in fresh interpreters, ``python3 -X importtime -c "import numpy, scipy.ndimage; import common"``
 (the workers preload numpy and scipy.ndimage anyway); the cumulative time of the ``common`` entry is what the
 library adds, printed against the numpy + scipy.ndimage time of the same run. The file is imported as a
-top-level module from a copy, because ``import arc_sandbox.common`` would also import the package's executor
-modules. Measured with bytecode compiled at every start (this environment sets PYTHONDONTWRITEBYTECODE) and
+top-level module from a copy, as the workers serve it (``common``), so that only the library itself is timed,
+not arc_sandbox's package modules. Measured with bytecode compiled at every start (this environment sets PYTHONDONTWRITEBYTECODE) and
 with cached bytecode. Median of several runs. Target: under 50 ms added.
 
     python3 benchmarks/common_import.py [--runs 7]
@@ -38,7 +38,7 @@ def import_ms(env: dict) -> tuple[float, float]:
 
 
 def reset_us(dirty: bool) -> float:
-    setup = "from arc_sandbox import common"
+    setup = "from arc_sandbox.dsl import common"
     statement = ("common.Color.RED = 7; common.Color.NOT_BLACK.remove(1); " if dirty else "") + "common.reset_state()"
     runs = 20000
     return min(timeit.repeat(statement, setup, number=runs, repeat=5)) / runs * 1e6
@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(REPO / "arc_sandbox" / "common.py", tmp)
+        shutil.copy(REPO / "arc_sandbox" / "dsl" / "common.py", tmp)
         cold = {**os.environ, "PYTHONPATH": tmp, "PYTHONDONTWRITEBYTECODE": "1"}
         cached = {**os.environ, "PYTHONPATH": tmp, "PYTHONPYCACHEPREFIX": os.path.join(tmp, "pycache")}
         cached.pop("PYTHONDONTWRITEBYTECODE", None)

@@ -2,7 +2,7 @@
 
     python3 benchmarks/hardening.py [--jobs 1500] [--rounds 3] [--workers 2]
 
-Two workloads from the executor benchmark's program mix (``arc_sandbox.benchmark.make_jobs``, real
+Two workloads from the executor benchmark's program mix (``arc_sandbox.cli.bench.make_jobs``, real
 ARC-AGI-1 inputs): the full mix (with its timeouts and memory hogs, which replace workers, so
 the per-worker set-up of the layers is paid again) and the programs that run normally only
 (the per-program cost: the descendant check after each program). Rounds alternate on/off;
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arc_sandbox import Isolation, Limits, Sandbox  # noqa: E402
-from arc_sandbox.benchmark import PROGRAMS, make_jobs  # noqa: E402
+from arc_sandbox.cli.bench import PROGRAMS, make_jobs  # noqa: E402
 
 SLOW = (PROGRAMS["timeout"][1], PROGRAMS["memory_hog"][1])
 

@@ -1,12 +1,12 @@
 """Memory diagnostics costs, measured against baselines run in this same script.
 
 1. Per-program peak memory measurement on vs off (``Limits.measure_memory``): executor
-   throughput on the benchmark mix (``arc_sandbox.benchmark.make_jobs``), on and off runs
+   throughput on the benchmark mix (``arc_sandbox.cli.bench.make_jobs``), on and off runs
    interleaved, medians of ``--reps``; also on the mix without its timeout programs, whose fixed
    1.25 s would otherwise dilute the difference. Target: under 5 % cost.
 2. ``arc-sandbox diagnose`` vs ``arc-sandbox run`` on the same responses file of
    ``--diagnose-programs`` programs (the mix's programs on ARC-AGI-1 training tasks), both as a
-   user runs them (a fresh ``python -m arc_sandbox.cli``). Target: diagnose under 3x run.
+   user runs them (a fresh ``python -m arc_sandbox``). Target: diagnose under 3x run.
 
     python3 benchmarks/memory.py                      # both (about 3-4 minutes on 2 cores)
     python3 benchmarks/memory.py --diagnose-programs 0
@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from arc_sandbox.benchmark import PROGRAMS, make_jobs
-from arc_sandbox.limits import Limits
-from arc_sandbox.loading import load_tasks
-from arc_sandbox.sandbox import Sandbox
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))   # this checkout, not an installed copy
+
+from arc_sandbox import Limits, Sandbox, load_tasks  # noqa: E402
+from arc_sandbox.cli.bench import PROGRAMS, make_jobs  # noqa: E402
 
 
 def throughput(jobs, workers: int, measure: bool) -> float:
@@ -75,7 +74,7 @@ def write_responses(path: Path, n: int, seed: int = 0) -> None:
 def cli_seconds(*args: str) -> float:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "arc_sandbox.cli", *args], check=True, env=env,
+    subprocess.run([sys.executable, "-m", "arc_sandbox", *args], check=True, env=env,
                    stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
 

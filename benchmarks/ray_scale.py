@@ -28,7 +28,7 @@ import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from arc_sandbox import Limits, RaySandbox, Sandbox  # noqa: E402
-from arc_sandbox.benchmark import make_jobs  # noqa: E402
+from arc_sandbox.cli.bench import make_jobs  # noqa: E402
 
 STORE = 100 * 2**20   # object store per node: results stream through small batches, little is stored
 TRIVIAL = ("def transform(g):\n    return g", [np.ones((3, 3), dtype=int)])

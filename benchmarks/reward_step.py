@@ -37,10 +37,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]   # the tiny offline tokenizer l
 
 from arc_rl.data import cached_task_from_json, task_to_json  # noqa: E402
 from arc_rl.rewards import SandboxReward  # noqa: E402
-from arc_sandbox.extract import extract_code  # noqa: E402
-from arc_sandbox.limits import Limits  # noqa: E402
-from arc_sandbox.loading import load_tasks  # noqa: E402
-from arc_sandbox.results import Job  # noqa: E402
+from arc_sandbox.executor.extract import extract_code  # noqa: E402
+from arc_sandbox.executor.limits import Limits  # noqa: E402
+from arc_sandbox.scoring.loading import load_tasks  # noqa: E402
+from arc_sandbox.executor.results import Job  # noqa: E402
 
 PREAMBLE = ("from common import *\nimport numpy as np\nfrom typing import *\n\n"
             "# concepts:\n# pattern recognition, symmetry, colour mapping\n\n"

@@ -9,14 +9,15 @@ Prints per-call times of :func:`arc_sandbox.compare` against a Python double loo
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from arc_sandbox.compare import compare
-from arc_sandbox.loading import load_tasks
-from arc_sandbox.metrics import aggregate
-from arc_sandbox.results import ProgramResult, Status
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # this checkout, not an installed copy
+
+from arc_sandbox import ProgramResult, Status, aggregate, compare, load_tasks  # noqa: E402
 
 
 def naive_similarity(a: np.ndarray, b: np.ndarray) -> float:

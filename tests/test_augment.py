@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from arc_sandbox.augment import Augmentation, all_dihedral, random_augmentation
-from arc_sandbox.metrics import score_outputs
-from arc_sandbox.strategies import augmentations, grids, tasks
+from arc_sandbox.scoring.augment import Augmentation, all_dihedral, random_augmentation
+from arc_sandbox.scoring.metrics import score_outputs
+from arc_sandbox.testing.strategies import augmentations, grids, tasks
 
 
 @given(grids(max_side=12), augmentations())

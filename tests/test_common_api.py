@@ -4,8 +4,8 @@ import random
 import numpy as np
 import pytest
 
-from arc_sandbox import common
-from arc_sandbox.common import Color
+from arc_sandbox.dsl import common
+from arc_sandbox.dsl.common import Color
 
 FUNCTIONS = {
     "flood_fill", "draw_line", "blit", "blit_object", "blit_sprite", "scale_pattern", "scale_sprite",
@@ -30,7 +30,7 @@ def pristine_state():
 
 def star_import():
     namespace = {}
-    exec("from arc_sandbox.common import *", namespace)
+    exec("from arc_sandbox.dsl.common import *", namespace)
     namespace.pop("__builtins__")
     return namespace
 

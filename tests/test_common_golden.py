@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arc_sandbox import common
+from arc_sandbox.dsl import common
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "barc_golden.json"
 CASES = json.loads(GOLDEN.read_text())["cases"] if GOLDEN.exists() else []

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
-from arc_sandbox import common
+from arc_sandbox.dsl import common
 
 settings.register_profile("common", max_examples=150, deadline=None)
 settings.load_profile("common")

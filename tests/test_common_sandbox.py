@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from arc_sandbox import Limits, Sandbox, Status, run_program
-from arc_sandbox import common
+from arc_sandbox.dsl import common
 
 SEED = 0
 

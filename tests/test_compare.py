@@ -3,10 +3,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arc_sandbox.compare import (Comparison, _direct_counts, _fft_counts, best_overlap, compare, similarity_many,
+from arc_sandbox.scoring.compare import (Comparison, _direct_counts, _fft_counts, best_overlap, compare, similarity_many,
                                  similarity_pairs)
-from arc_sandbox.grids import GridError
-from arc_sandbox.strategies import grids
+from arc_sandbox.executor.grids import GridError
+from arc_sandbox.testing.strategies import grids
 
 
 def naive_best_overlap(a, b):

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from arc_sandbox import Job, Limits, Sandbox, Status, trace_allocations
 from arc_sandbox.cli import main as cli_main
-from arc_sandbox.diagnose import (CANDIDATE_LIMITS_MB, HEADROOM, MAX_LOST_FRACTION, HealthSample, ProgramMemory,
+from arc_sandbox.diagnostics.memory import (CANDIDATE_LIMITS_MB, HEADROOM, MAX_LOST_FRACTION, HealthSample, ProgramMemory,
                                   build_report, diagnose, health_of)
 
 TASK = {"train": [{"input": [[1, 0], [0, 1]], "output": [[0, 1], [1, 0]]}],

@@ -20,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arc_sandbox import Isolation, IsolationError, Layer, Limits, Sandbox, Status
-from arc_sandbox import hardening, seccomp
+from arc_sandbox.executor import hardening
+from arc_sandbox.executor import seccomp
 
 SECRET_NAME = "ARC_SANDBOX_TEST_SECRET"
 SECRET = "s3cr3t-" + uuid.uuid4().hex

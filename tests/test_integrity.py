@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arc_sandbox import Job, Limits, Sandbox, Status
-from arc_sandbox.wire import MAX_REPLY_BYTES, FrameReader, Reply, WireError, encode, frame
+from arc_sandbox.executor.wire import MAX_REPLY_BYTES, FrameReader, Reply, WireError, encode, frame
 
 GRID = [[1, 2], [3, 4]]
 LIMITS = Limits(timeout_s=2.0, kill_grace_s=0.5)   # generous: innocent jobs must never time out under load
@@ -272,7 +272,7 @@ NEUTER_VIA_MODULES = """
 import sys
 import numpy as np
 def transform(g):
-    pristine = sys.modules["arc_sandbox.pristine"]
+    pristine = sys.modules["arc_sandbox.executor.pristine"]
     pristine.Guard.check = lambda self, code: None
     pristine.__dict__["_DEEP_ACCESS"] = __import__("re").compile("(?!)")
     np.__dict__["flipud"] = lambda m: m * 0

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from arc_sandbox.loading import TaskLoadError, load_tasks, tasks_from_challenges
+from arc_sandbox.scoring.loading import TaskLoadError, load_tasks, tasks_from_challenges
 
 
 def task_dict(v=1, test_output=True):

@@ -7,10 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arc_sandbox.metrics import aggregate, fingerprint, pass_at_k, score_outputs
-from arc_sandbox.results import ProgramResult, Status
-from arc_sandbox.strategies import program_results, tasks
-from arc_sandbox.tasks import Task
+from arc_sandbox.scoring.compare import compare
+from arc_sandbox.scoring.metrics import aggregate, fingerprint, pass_at_k, score_outputs, score_tasks
+from arc_sandbox.executor.results import ProgramResult, Status
+from arc_sandbox.testing.strategies import program_results, tasks
+from arc_sandbox.scoring.tasks import Task
 
 TASK = Task.from_dict({
     "train": [{"input": [[1]], "output": [[2, 2]]}, {"input": [[3]], "output": [[4, 4]]}],
@@ -150,8 +151,8 @@ def test_aggregate_agrees_with_score_outputs(data):
 def test_metrics_command(tmp_path, capsys):
     import argparse
 
-    from arc_sandbox.metrics import add_cli
-    from arc_sandbox.records import result_to_record, write_records
+    from arc_sandbox.cli.metrics import add_cli
+    from arc_sandbox.scoring.records import result_to_record, write_records
 
     (tmp_path / "t1.json").write_text(json.dumps(TASK.to_dict()))
     results = tmp_path / "r.jsonl"
@@ -165,3 +166,43 @@ def test_metrics_command(tmp_path, capsys):
     assert lines[-1].split()[0] == "MEAN" and "timeout" in lines[0]
     rows = list(csv.DictReader(open(tmp_path / "m.csv")))
     assert rows[0]["pass_rate"] == "0.5"
+
+
+# Outputs a program may return that are not grids, or grids in another form than an int64 array.
+HOSTILE = [np.array([[10]]), np.array([[-1, 2]]), [[1, 2], [3]], "x", np.zeros((31, 1), np.int64), np.zeros((0, 3)),
+           [[1, 2], [3, 4]], np.array([[1.0, 2.0]]), np.array([[1, 2]], dtype=np.uint8), 7, None]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_score_tasks_agrees_with_compare_grid_by_grid(data):
+    """The vectorised path (distinct grids, batched comparisons, shared scores) against the definition: each grid
+    compared on its own with ``compare``, partitions averaged by hand. Duplicated and hostile outputs included."""
+    batches = []
+    for _ in range(data.draw(st.integers(1, 3))):
+        task = data.draw(tasks())
+        outputs = []
+        for _ in range(data.draw(st.integers(0, 5))):
+            if outputs and data.draw(st.booleans()):
+                outputs.append(list(data.draw(st.sampled_from(outputs))))   # a repeated sample
+            else:
+                outs = list(data.draw(program_results(task)).outputs)
+                for j in data.draw(st.lists(st.integers(0, len(outs) - 1), max_size=2)):
+                    outs[j] = data.draw(st.sampled_from(HOSTILE))
+                outputs.append(outs)
+        batches.append((outputs, task))
+    for (outputs, task), scores in zip(batches, score_tasks(batches)):
+        assert len(scores) == len(outputs)
+        for outs, score in zip(outputs, scores):
+            want = [None if e is None else compare(o, e) for o, e in zip(outs, task.expected)]
+            assert [c is None for c in score.comparisons] == [c is None for c in want]
+            for got, ref in zip(score.comparisons, want):
+                if ref is not None:
+                    assert (got.exact, got.same_shape) == (ref.exact, ref.same_shape)
+                    assert got.similarity == pytest.approx(ref.similarity, abs=1e-12)
+            for part, refs in ((score.train, want[:len(task.train)]), (score.test, want[len(task.train):])):
+                scored = [c for c in refs if c is not None]
+                assert part.n == len(scored)
+                assert part.pixel_score == pytest.approx(np.mean([c.similarity for c in scored]) if scored else 0.0)
+                assert part.correct_grids == pytest.approx(np.mean([c.exact for c in scored]) if scored else 0.0)
+                assert part.all_correct == (bool(scored) and all(c.exact for c in scored))

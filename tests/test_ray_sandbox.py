@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from arc_sandbox import Job, Limits, RaySandbox, Sandbox, SandboxError, Status, Task
 from arc_sandbox.distributed import RAY_MISSING
-from arc_sandbox.strategies import grids
+from arc_sandbox.testing import grids
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"   # before Ray starts: every address is 127.0.0.1
 try:
@@ -272,7 +272,7 @@ def test_sandbox_reward_on_a_ray_sandbox_gives_the_local_rewards(cluster):
         made.append(RaySandbox(**OPTIONS))
         return made[-1]
 
-    with SandboxReward("arc-v1", sandbox_factory=factory) as remote, \
+    with SandboxReward("arc-v1", sandbox=factory) as remote, \
             SandboxReward("arc-v1", workers=1, limits=LIMITS, dedupe=False) as local:
         for _ in range(2):   # two steps on the same RaySandbox
             got = remote(completions=completions, task=[flip] * len(completions))
@@ -289,7 +289,7 @@ def test_arc_rl_infer_evaluates_on_a_ray_sandbox_like_on_a_local_one(cluster):
     from arc_rl.cli import build_parser
     from arc_rl.config import InferConfig, from_namespace
     from arc_rl.infer import Prompt, evaluate
-    from arc_sandbox.augment import Augmentation
+    from arc_sandbox import Augmentation
     with_two_nodes(cluster)
     args = ["infer", "--base-model-path", "m", "--dataset-path", "d"]
     assert from_namespace(InferConfig, build_parser().parse_args(args + ["--ray"])).ray == "auto"

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arc_sandbox.records import read_results, record_to_result, result_to_record, write_records
-from arc_sandbox.results import ProgramResult, Status
-from arc_sandbox.strategies import augmentations, program_results, tasks
+from arc_sandbox.scoring.records import read_results, record_to_result, result_to_record, write_records
+from arc_sandbox.executor.results import ProgramResult, Status
+from arc_sandbox.testing.strategies import augmentations, program_results, tasks
 
 KEYS = {"task_id", "sample", "status", "code", "outputs", "grid_statuses", "error_type", "error_message",
         "wall_s", "cpu_s", "peak_memory_mb", "augmentation"}

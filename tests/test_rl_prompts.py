@@ -9,8 +9,8 @@ from hypothesis.extra.numpy import arrays
 from arc_rl import prompts
 from arc_rl.prompts import (ASSISTANT_PREFIX, COLOR_NAMES, LLAMA31_CHAT_TEMPLATE, SYSTEM_PROMPT, build_messages,
                             grid_to_text, render_prompt, text_to_grid)
-from arc_sandbox.grids import GridError
-from arc_sandbox.tasks import Task
+from arc_sandbox.executor.grids import GridError
+from arc_sandbox.scoring.tasks import Task
 
 SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
            "<unk>", "<pad>"]

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arc_sandbox import Isolation, Job, Layer, Limits, Sandbox, SandboxError, Status, run_program
-from arc_sandbox.hardening import ALL_LAYERS
+from arc_sandbox.executor.hardening import ALL_LAYERS
 
 GRID = [[1, 2], [3, 4]]
 
@@ -359,7 +359,7 @@ def test_duplicates_of_a_timeout_run_themselves():
                                                 (Status.CRASHED, "SIGKILL"), (Status.CRASHED, "ForgedReply"),
                                                 (Status.TIMEOUT, "SIGXCPU")])
 def test_circumstantial_outcomes_are_not_shared(status, error_type):
-    from arc_sandbox.sandbox import _Feed, _final, _Running
+    from arc_sandbox.executor.pool import _Feed, _final, _Running
     code = "def transform(g):\n    return g"
     prepare = lambda i, item: _Running(i, Job(code, [np.array(GRID)]), code, 0.0, 0.0)  # noqa: E731
     feed = _Feed(enumerate(range(3)), prepare, dedupe=True, total=3)

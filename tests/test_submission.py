@@ -6,13 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arc_sandbox.augment import Augmentation
-from arc_sandbox.records import result_to_record, write_records
-from arc_sandbox.results import ProgramResult, Status
-from arc_sandbox.strategies import tasks
-from arc_sandbox.submission import (add_cli, build_submission, score_submission, select_attempts,
-                                    validate_submission, write_submission)
-from arc_sandbox.tasks import Task
+from arc_sandbox.scoring.augment import Augmentation
+from arc_sandbox.scoring.records import result_to_record, write_records
+from arc_sandbox.executor.results import ProgramResult, Status
+from arc_sandbox.testing.strategies import tasks
+from arc_sandbox.cli.submit import add_cli
+from arc_sandbox.scoring.submission import (build_submission, score_submission, select_attempts, validate_submission,
+                                            write_submission)
+from arc_sandbox.scoring.tasks import Task
 
 TASK = Task.from_dict({
     "train": [{"input": [[1]], "output": [[1]]}, {"input": [[2]], "output": [[2]]}],

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .. import Limits, ProgramResult, Sandbox, SandboxStats   # the executor's public surface
+from ..executor import Limits, ProgramResult, Sandbox, SandboxStats   # the executor's public surface
 
 # The pump's imap call ends after this long without a new job. While it waits, programs already running are
 # not collected, so this is short; the driver keeps enough jobs queued that it rarely happens mid-run.

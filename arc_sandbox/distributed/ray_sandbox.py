@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
-from .. import Job, Limits, ProgramResult, SandboxError, SandboxStats, Status   # the executor's public surface
+from ..executor import Job, Limits, ProgramResult, SandboxError, SandboxStats, Status   # the executor's public surface
 from .node import Batch, NodeInfo, NodeRunner
 
 _log = logging.getLogger("arc_sandbox")
