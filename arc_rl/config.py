@@ -37,8 +37,10 @@ TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def opt(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: tuple | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "aliases": aliases, "choices": choices})
+def opt(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: tuple | None = None,
+        const: Any = None) -> Any:
+    """``const``: the value of the flag typed without one (``--ray`` alone means ``--ray auto``)."""
+    return field(default=default, metadata={"help": help, "aliases": aliases, "choices": choices, "const": const})
 
 
 def flag(name: str) -> str:
@@ -265,7 +267,10 @@ class InferConfig:
     evaluate: bool = opt(True, "Run every completion in the sandbox, score it, print metrics, write a submission")
     evaluate_only: str | None = opt(None, "Evaluate the generations in this file (written by an earlier run, "
                                           "generations.jsonl) without loading a model")
-    n_jobs: int = opt(-1, "Sandbox worker processes; -1 = all CPU cores")
+    n_jobs: int = opt(-1, "Sandbox worker processes; -1 = all CPU cores (with --ray: per node, its CPUs)")
+    ray: str | None = opt(None, "Run the programs on every node of a Ray cluster: host:port, auto (RAY_ADDRESS or "
+                                "the cluster this machine joined; --ray alone) or local; none = this machine only "
+                                "(needs the ray extra; docs/distributed.md)", const="auto")
     code_execution_memory_limit_mb: float = opt(1024, "Memory each program may use (MB)")
     code_execution_timeout: float = opt(1.0, "Seconds each program may run on all its inputs")
     seed: int = opt(0, "Random seed (augmentation and sampling)")
@@ -295,6 +300,8 @@ class InferConfig:
         from .environment import cuda_available, resolve_max_length, vllm_lora_rank
 
         _check_dataset_path(self.dataset_path)
+        if self.ray is not None:
+            _require_package("ray", "--ray: Ray is not installed (pip install 'arc-sandbox[ray]')")
         if self.evaluate_only is not None:
             if not Path(self.evaluate_only).is_file():
                 raise ConfigError(f"--evaluate-only: no such file: {self.evaluate_only}")
@@ -347,8 +354,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=text)
         else:
+            optional_value = {"nargs": "?", "const": meta["const"]} if meta.get("const") is not None else {}
             parser.add_argument(*names, dest=f.name, default=argparse.SUPPRESS, choices=meta["choices"],
-                                type=_parser_for(kind, hints[f.name]),
+                                type=_parser_for(kind, hints[f.name]), **optional_value,
                                 metavar=None if meta["choices"] else kind.__name__.upper(), help=text)
 
 

@@ -245,13 +245,17 @@ def _fits(text: str, tokenizer, config: InferConfig) -> bool:
 
 def evaluate(prompts: list[Prompt], completions: list[list[str]], config: InferConfig) -> dict[str, list[Prediction]]:
     """Run every completion on its shown task; revert outputs; score against the original task."""
-    from arc_sandbox import Sandbox
+    from arc_sandbox import RaySandbox, Sandbox
 
     jobs = [Job(text=text, inputs=prompt.shown.inputs) for prompt, texts in zip(prompts, completions)
             for text in texts]
     limits = Limits(timeout_s=config.code_execution_timeout, memory_mb=config.code_execution_memory_limit_mb,
                     seed=config.seed)
-    with Sandbox(workers=config.workers, limits=limits) as sandbox:
+    if config.ray is None:
+        sandbox = Sandbox(workers=config.workers, limits=limits)
+    else:   # every node of the cluster; --n-jobs then counts per node
+        sandbox = RaySandbox(config.ray, workers_per_node=None if config.n_jobs == -1 else config.n_jobs, limits=limits)
+    with sandbox:
         results = sandbox.run(jobs)
     predictions: dict[str, list[Prediction]] = {}
     flat = iter(results)

