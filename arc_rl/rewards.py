@@ -277,7 +277,11 @@ class SandboxReward:
                                 [length for length, s in zip(lengths, outcome.solved) if s])
         metrics["sandbox/run_s"] = run_s
         metrics["sandbox/overhead_s"] = time.perf_counter() - started - run_s
-        return outcome.rewards, metrics
+        # A job the infrastructure lost (RaySandbox's INFRA_ERROR) says nothing about its program: None, so TRL
+        # leaves that sample out instead of teaching the policy that it failed.
+        rewards: list[float | None] = [None if r is not None and r.status is Status.INFRA_ERROR else reward
+                                       for r, reward in zip(results, outcome.rewards)]
+        return rewards, metrics
 
     def _truncated(self, texts: list[str], codes: list[str | None],
                    completion_ids: Sequence[Sequence[int]] | None) -> list[bool]:

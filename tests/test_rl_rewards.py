@@ -15,6 +15,7 @@ from arc_rl.rewards import (MAX_REWARD, REWARDS, SandboxReward, correct_and_pixe
                              score_tasks)
 from arc_rl.stats import repetition_stats
 from arc_sandbox.executor.limits import Limits
+from arc_sandbox.executor.results import Status
 from arc_sandbox.scoring.metrics import score_outputs
 from arc_sandbox.testing.strategies import augmentations, program_results, result_with_outputs, tasks
 from arc_sandbox.scoring.tasks import Task
@@ -244,6 +245,28 @@ def test_a_broken_sandbox_gives_none_for_the_step_not_an_exception():
         assert r(completions=[SOLVE_SHIFT, IDENTITY], task=[task_to_json(SHIFT)] * 2,
                  log_metric=logged.__setitem__) == [None, None]
         assert logged == {"sandbox/failures": 1.0}
+
+
+class _LosesOneJob:
+    """A real local Sandbox whose second job is reported lost, as RaySandbox reports a job whose nodes all died
+    (the real loss is exercised in test_ray_sandbox.py; here only the reward's handling of it)."""
+
+    def __init__(self, sandbox):
+        self.sandbox = sandbox
+
+    def run(self, jobs):
+        results = self.sandbox.run(jobs)
+        lost = results[1]
+        results[1] = dataclasses.replace(lost, status=Status.INFRA_ERROR, outputs=[None] * len(lost.outputs))
+        return results
+
+
+def test_a_job_lost_by_the_infrastructure_gets_none_not_zero():
+    from arc_sandbox import Sandbox
+    with Sandbox(workers=1) as local, SandboxReward("arc-v1", sandbox=_LosesOneJob(local)) as r:
+        rewards = r(completions=[SOLVE_SHIFT, SOLVE_SHIFT, CRASH], task=[task_to_json(SHIFT)] * 3)
+    assert rewards[0] == MAX_REWARD and rewards[1] is None and rewards[2] == 0.0
+    assert r.last_metrics["sandbox/status/infra_error"] == pytest.approx(1 / 3)
 
 
 def test_task_column_is_parsed_once_across_steps():
