@@ -432,6 +432,31 @@ def test_every_job_gets_exactly_one_result_whatever_the_mix(small_sb, kinds, laz
         assert r.key == r.index and r.status is KINDS[kinds[r.index]][1], (kinds[r.index], r)
 
 
+def test_a_reply_read_after_its_workers_exit_report_is_still_the_jobs_result(monkeypatch):
+    # A worker that retires by itself (here: the pristine guard saw tampering) replies, then
+    # exits; on a loaded host the template's exit report can be read first (same wait, or the
+    # reply pipe polled a moment too early). The order is forced here: every wait that finds a
+    # reply pipe ready holds it back until the exit report is there too, and shows only that.
+    from arc_sandbox.executor import pool
+    real_wait = pool.wait
+
+    def exit_report_first(objects, timeout=None):
+        ready = real_wait(objects, timeout)
+        template = objects[-1]   # the Sandbox waits on its template's socket last
+        if any(isinstance(o, int) for o in ready) and real_wait([template], 5.0):
+            return [template]
+        return ready
+
+    tamper = "import numpy as np\nnp.zeros = None\ndef transform(g):\n    return g + 1"
+    with Sandbox(workers=1, limits=Limits(timeout_s=5.0)) as sb:
+        monkeypatch.setattr(pool, "wait", exit_report_first)
+        r = sb.run([(tamper, [GRID])])[0]
+        monkeypatch.undo()
+        assert r.status is Status.OK and r.outputs[0].tolist() == [[2, 3], [4, 5]], r
+        assert r.worker_replaced, r   # the worker did exit right after its reply
+        assert sb.run([("def transform(g):\n    return g", [GRID])])[0].status is Status.OK
+
+
 def test_workers_do_not_inherit_a_torch_holding_caller():
     torch = pytest.importorskip("torch")
     torch.ones(1)   # the caller now holds torch (and its thread pools)

@@ -348,6 +348,7 @@ class Sandbox:
             return
         for message in messages:
             if message.get("op") == "exited":
+                yield from filter(None, [self._last_reply(message["pid"])])
                 worker = self._dying.pop(message["pid"], None) or self._find_pid(message["pid"])
                 if worker is not None:
                     result = self._death_result(worker, message)
@@ -503,6 +504,15 @@ class Sandbox:
         if worker.queued is not None:
             self._feed.requeue(worker.queued)
             worker.queued = None
+
+    def _last_reply(self, pid: int) -> ProgramResult | None:
+        """A worker that replied, then exited (it retires by itself), may have its exit reported
+        before its reply is read (both ready in one wait, or the pipe polled a moment too early):
+        the reply is in its pipe by then, so read it first; its job is its reply's, not the exit's."""
+        for worker in self._pool.values():
+            if worker.pid == pid and worker.running and worker.courier.channel is not None:
+                return self._receive(worker)
+        return None
 
     def _find_pid(self, pid: int) -> _Worker | None:
         """A worker that exited before we noticed its pipe closing."""
