@@ -99,6 +99,7 @@ class _Worker:
     running: _Running | None = None
     queued: _Running | None = None     # its request waits in the worker's socket behind ``running``
     kill_reason: tuple[Status, str, str] | None = None   # (status, error_type, message) when the parent killed it
+    takes_queued: bool = True          # False once a queued request could not be sent to it
     dead: bool = False
     died_at: float = 0.0
 
@@ -234,7 +235,7 @@ class Sandbox:
             if running is None:
                 return
             self._dispatch(worker, running)
-        for worker in [w for w in self._pool.values() if w.running and w.queued is None]:
+        for worker in [w for w in self._pool.values() if w.running and w.queued is None and w.takes_queued]:
             running = feed.take() if feed.plentiful(self.workers) else None
             if running is None:
                 return
@@ -390,7 +391,14 @@ class Sandbox:
             worker.courier.send_request(running.request(), time.monotonic() + _SEND_WAIT_S)
             if worker.running is running:
                 worker.courier.open_reply(running.deadline)
-        except OSError:   # the worker is gone or does not read: no result can come from it
+        except OSError:   # the worker is gone or does not read
+            if worker.queued is running:
+                # It may have exited right after writing the running job's reply (a worker that
+                # retires does): that reply, or the pipe's end and the exit report, still says how
+                # the running job ended, so only the queued job goes back.
+                worker.queued, worker.takes_queued = None, False
+                self._feed.requeue(running)
+                return
             if worker.running is running:
                 worker.running = None
                 self._feed.requeue(running)
