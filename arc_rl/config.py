@@ -23,23 +23,24 @@ from typing import Any
 
 import yaml
 
+from .environment import ConfigError   # defined there: the environment checks raise it too
+
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")
 VLLM_MODES = ("colocate", "server")
 IS_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
+IS_LEVELS = ("token", "sequence")
 # --report-to value -> the module that must be importable for it
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio", "mlflow": "mlflow",
             "comet_ml": "comet_ml", "swanlab": "swanlab"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class ConfigError(ValueError):
-    """A bad option value; the message is one line and names the option."""
-
-
-def opt(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: tuple | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "aliases": aliases, "choices": choices})
+def opt(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: tuple | None = None,
+        const: Any = None) -> Any:
+    """``const``: the value of the flag typed without one (``--ray`` alone means ``--ray auto``)."""
+    return field(default=default, metadata={"help": help, "aliases": aliases, "choices": choices, "const": const})
 
 
 def flag(name: str) -> str:
@@ -51,17 +52,24 @@ class TrainConfig:
     # model
     model_path: str = opt("", "Base model: local directory or Hugging Face Hub id (required)")
     load_in_4bit: bool = opt(False, "Load the base model in 4-bit (QLoRA; needs bitsandbytes and a GPU)")
-    dtype: str = opt("auto", "Weights dtype; auto = float32 with LoRA + vLLM (avoids bf16 merge drift), "
-                             "bfloat16 on GPU otherwise, float32 on CPU", choices=DTYPES)
-    max_seq_length: int = opt(8192, "Prompt + completion tokens; longer prompts are skipped")
+    dtype: str = opt("auto", "Base weights dtype; auto = float32 with LoRA + vLLM (4 bytes/parameter: 32 GB for an "
+                             "8B model, but merging the adapter for vLLM stays lossless; an 8B run with vLLM at 0.3, 16 x "
+                             "1024-token completions and micro-batches of 2 peaked at 71 GiB, under an 80 GB card), "
+                             "bfloat16 on GPU otherwise (2 bytes/parameter; the merge drifts), float32 on CPU",
+                      choices=DTYPES)
+    max_seq_length: int | None = opt(None, "Prompt + completion tokens, also vLLM's max model length; longer "
+                                           "prompts are skipped; none = the model's context, at most 8192. "
+                                           "Activation memory grows with it (see --per-device-train-batch-size)")
     max_completion_length: int = opt(1024, "Maximum generated tokens per completion")
     attn_implementation: str | None = opt(None, "transformers attention kernel (sdpa, eager, flash_attention_2); "
                                                 "none = the model's default")
+    cudnn_attention: bool = opt(False, "Let sdpa attention use PyTorch's cuDNN backend on GPU (off by default: "
+                                       "NaN gradients in bfloat16 with left-padded batches, docs/arc-rl-train.md)")
     # LoRA
     lora_r: int = opt(16, "LoRA rank", aliases=("--lora_r",))
     lora_alpha: float | None = opt(None, "LoRA alpha; none = same as --lora-r (adapter scale 1)")
     use_rslora: bool = opt(False, "Rank-stabilised LoRA (scale alpha/sqrt(r) instead of alpha/r)")
-    lora_dropout: float = opt(0.0, "LoRA dropout")
+    lora_dropout: float = opt(0.0, "Dropout on the LoRA branch only (the base model's dropout stays off)")
     lora_target_modules: str = opt("all-linear", "Comma-separated module names, or all-linear")
     # data
     dataset_path: str = opt("", "Training tasks: ARC JSON (challenges, optional solutions sibling), "
@@ -78,9 +86,12 @@ class TrainConfig:
     epochs: float = opt(1.0, "Passes over the tasks (ignored when --max-steps > 0)")
     max_steps: int = opt(-1, "Optimizer steps; -1 = derived from --epochs")
     num_generations: int = opt(8, "Completions sampled per task (GRPO group size)")
-    per_device_train_batch_size: int = opt(8, "Completions per device per micro-batch; tasks per optimizer step "
-                                              "= this x grad-accum x GPUs / num-generations")
-    gradient_accumulation_steps: int = opt(1, "Micro-batches per optimizer step")
+    per_device_train_batch_size: int = opt(2, "Completions per device per micro-batch; tasks per optimizer step "
+                                              "= this x grad-accum x GPUs / num-generations. Activations kept "
+                                              "for the backward pass: about this x sequence x hidden size x layers "
+                                              "x 4 bytes with a float32 base (10 GB for 2 x 9700 tokens of an 8B "
+                                              "Llama); vLLM generates the whole step's completions at once anyway")
+    gradient_accumulation_steps: int = opt(4, "Micro-batches per optimizer step (also per generation)")
     beta: float = opt(0.0, "KL coefficient to the reference (the base model without adapter)")
     max_grad_norm: float = opt(1.0, "Gradient clipping norm")
     scale_rewards: str = opt("group", "Divide advantages by the group or batch reward std, or not",
@@ -89,21 +100,32 @@ class TrainConfig:
     loss_type: str = opt("dapo", "TRL loss normalisation", choices=LOSS_TYPES)
     epsilon: float = opt(0.2, "Lower clipping range of the policy ratio")
     epsilon_high: float | None = opt(0.28, "Upper clipping range (clip-higher); none = --epsilon")
+    importance_sampling_level: str | None = opt(None, "Policy ratio per token, or per sequence (GSPO); none = "
+                                                      "sequence for luspo, token otherwise", choices=IS_LEVELS)
     # sampling
     temperature: float = opt(1.0, "Sampling temperature for rollouts")
     top_p: float = opt(1.0, "Nucleus sampling for rollouts (below 1 biases the gradient)")
     repetition_penalty: float = opt(1.0, "Repetition penalty for rollouts (above 1 is off-policy)")
     # reward
     reward_name: str = opt("arc-v1", "Reward function from arc_rl.rewards.REWARDS")
-    n_jobs: int = opt(-1, "Sandbox worker processes; -1 = all CPU cores")
+    n_jobs: int = opt(-1, "Sandbox worker processes per training process; -1 = this process's CPU cores "
+                          "divided by the training processes on the node")
     code_execution_memory_limit_mb: float = opt(1024, "Memory each program may use (MB)")
     code_execution_timeout: float = opt(1.0, "Seconds each program may run on all its inputs")
+    reward_deadline: float | None = opt(None, "Hard limit in seconds on one reward call; past it the step's "
+                                              "rewards are None (left out by TRL) and the sandbox restarts; none = "
+                                              "30 s + 3 x the programs' worst case")
     # vLLM
-    use_vllm: bool = opt(False, "Generate rollouts with vLLM (must be installed)")
-    vllm_mode: str = opt("colocate", "colocate: vLLM inside the trainer; server: trl vllm-serve elsewhere",
-                         choices=VLLM_MODES)
-    gpu_memory_utilization: float = opt(0.3, "GPU memory share for colocated vLLM",
+    use_vllm: bool = opt(False, "Generate rollouts with vLLM (needs vLLM and CUDA; starting it takes about 3 "
+                                "minutes: compilation and CUDA graphs)")
+    vllm_mode: str = opt("colocate", "colocate: vLLM inside each training process, on its GPU; server: a "
+                                     "`trl vllm-serve` process on other GPUs (--vllm-server-*)", choices=VLLM_MODES)
+    gpu_memory_utilization: float = opt(0.3, "Share of the GPU's memory colocated vLLM takes: its bfloat16 "
+                                             "weights (16 GB for 8B) plus KV cache; the trainer gets the rest",
                                         aliases=("--gpu_memory_utilization",))
+    vllm_server_host: str = opt("0.0.0.0", "Host of the vLLM server (--vllm-mode server)")
+    vllm_server_port: int = opt(8000, "Port of the vLLM server (--vllm-mode server)")
+    vllm_server_timeout: float = opt(240.0, "Seconds to wait for the vLLM server to answer before giving up")
     vllm_importance_sampling_mode: str = opt("token_truncate", "Correction of vLLM/trainer log-prob mismatch",
                                              choices=IS_MODES)
     # bookkeeping
@@ -119,14 +141,15 @@ class TrainConfig:
     def validate(self) -> None:
         _require(self.model_path, "--model-path is required")
         _require(self.dataset_path, "--dataset-path is required")
-        _positive(self, "max_seq_length", "max_completion_length", "lora_r", "learning_rate", "epochs",
+        _positive(self, "max_completion_length", "lora_r", "learning_rate", "epochs",
                   "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
                   "max_grad_norm", "temperature", "code_execution_memory_limit_mb", "code_execution_timeout",
-                  "save_steps", "logging_steps", "epsilon")
+                  "save_steps", "logging_steps", "epsilon", "vllm_server_timeout")
         _check_choices(self)
-        if self.max_completion_length >= self.max_seq_length:
-            raise ConfigError(f"--max-completion-length ({self.max_completion_length}) must be smaller than "
-                              f"--max-seq-length ({self.max_seq_length})")
+        if self.max_seq_length is not None:
+            _positive(self, "max_seq_length")
+            _check_lengths(self.max_completion_length, self.max_seq_length)
+        self._check_loss()
         if self.num_generations < 2:
             raise ConfigError(f"--num-generations must be at least 2, got {self.num_generations}")
         generation_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps * world_size()
@@ -151,7 +174,9 @@ class TrainConfig:
             raise ConfigError(f"--epsilon-high ({self.epsilon_high}) must be >= --epsilon ({self.epsilon})")
         if self.n_jobs == 0 or self.n_jobs < -1:
             raise ConfigError(f"--n-jobs must be -1 (all cores) or a positive count, got {self.n_jobs}")
-        for name in ("max_tasks", "save_total_limit", "lora_alpha"):
+        if not 0 < self.vllm_server_port < 65536:
+            raise ConfigError(f"--vllm-server-port must be in 1..65535, got {self.vllm_server_port}")
+        for name in ("max_tasks", "save_total_limit", "lora_alpha", "reward_deadline"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{flag(name)} must be positive or none, got {value}")
@@ -160,10 +185,18 @@ class TrainConfig:
 
     def check_environment(self) -> None:
         """Checks that touch the file system or optional packages (still cheap: no model load)."""
+        from .environment import cuda_available, resolve_max_length, wait_for_vllm_server
+
         _check_model_path(self.model_path, "--model-path")
+        self.max_seq_length = resolve_max_length(self.max_seq_length, self.model_path, "--max-seq-length")
+        _check_lengths(self.max_completion_length, self.max_seq_length)
         _check_dataset_path(self.dataset_path)
         if self.use_vllm:
             _require_package("vllm", "--use-vllm: vLLM is not installed (pip install 'arc-sandbox[vllm]')")
+            if not cuda_available():
+                raise ConfigError("--use-vllm: no CUDA GPU is visible (vLLM generates on GPUs only)")
+            if self.vllm_mode == "server":
+                wait_for_vllm_server(self.vllm_server_host, self.vllm_server_port, self.vllm_server_timeout)
         if self.load_in_4bit:
             _require_package("bitsandbytes", "--load-in-4bit: bitsandbytes is not installed")
         for tracker in self.trackers():
@@ -180,9 +213,29 @@ class TrainConfig:
                 raise ConfigError(f"--report-to: unknown tracker {name!r} (choose from none, {', '.join(TRACKERS)})")
         return names
 
+    def _check_loss(self) -> None:
+        """Loss/importance-sampling combinations TRL would only reject (or silently degrade) after loading."""
+        level = self.resolved_importance_sampling_level
+        if self.loss_type == "luspo" and level != "sequence":
+            raise ConfigError("--loss-type luspo is a sequence-level loss: it needs --importance-sampling-level "
+                              "sequence (the default for luspo)")
+        if self.loss_type == "vespo" and level != "token":
+            raise ConfigError("--loss-type vespo weights whole sequences itself: it needs "
+                              "--importance-sampling-level token")
+        if self.loss_type == "vespo" and self.use_vllm and self.vllm_importance_sampling_mode.startswith("sequence"):
+            raise ConfigError(f"--loss-type vespo needs a token-level --vllm-importance-sampling-mode (token_truncate "
+                              f"or token_mask), got {self.vllm_importance_sampling_mode}")
+
+    @property
+    def resolved_importance_sampling_level(self) -> str:
+        if self.importance_sampling_level is not None:
+            return self.importance_sampling_level
+        return "sequence" if self.loss_type == "luspo" else "token"
+
     @property
     def workers(self) -> int:
-        return (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
+        from .environment import workers_per_rank
+        return workers_per_rank() if self.n_jobs == -1 else self.n_jobs
 
     @property
     def tasks_per_step(self) -> int:
@@ -204,29 +257,36 @@ class InferConfig:
     temperature: float = opt(1.0, "Sampling temperature")
     top_p: float = opt(1.0, "Nucleus sampling")
     max_output_tokens: int = opt(1024, "Maximum generated tokens per completion")
-    max_model_len: int = opt(8192, "Prompt + completion tokens; longer prompts are skipped")
+    max_model_len: int | None = opt(None, "Prompt + completion tokens; longer prompts are skipped; none = the "
+                                          "model's context, at most 8192")
     tensor_parallel_size: int = opt(1, "vLLM tensor parallelism (GPUs)")
     gpu_memory_utilization: float = opt(0.9, "GPU memory share for vLLM", aliases=("--gpu_memory_utilization",))
     backend: str = opt("auto", "Generation back-end; auto = vllm when installed, else transformers",
                        choices=("auto", "vllm", "transformers"))
     output_folder: str = opt("output/arc-rl-infer", "Predictions, metrics and submission go here")
     evaluate: bool = opt(True, "Run every completion in the sandbox, score it, print metrics, write a submission")
-    n_jobs: int = opt(-1, "Sandbox worker processes; -1 = all CPU cores")
+    evaluate_only: str | None = opt(None, "Evaluate the generations in this file (written by an earlier run, "
+                                          "generations.jsonl) without loading a model")
+    n_jobs: int = opt(-1, "Sandbox worker processes; -1 = all CPU cores (with --ray: per node, its CPUs)")
+    ray: str | None = opt(None, "Run the programs on every node of a Ray cluster: host:port, auto (RAY_ADDRESS or "
+                                "the cluster this machine joined; --ray alone) or local; none = this machine only "
+                                "(needs the ray extra; docs/distributed.md)", const="auto")
     code_execution_memory_limit_mb: float = opt(1024, "Memory each program may use (MB)")
     code_execution_timeout: float = opt(1.0, "Seconds each program may run on all its inputs")
     seed: int = opt(0, "Random seed (augmentation and sampling)")
 
     def validate(self) -> None:
-        _require(self.base_model_path, "--base-model-path is required")
+        if self.evaluate_only is None:
+            _require(self.base_model_path, "--base-model-path is required")
         _require(self.dataset_path, "--dataset-path is required")
-        _positive(self, "n_predictions", "batch_size", "temperature", "max_output_tokens", "max_model_len",
+        _positive(self, "n_predictions", "batch_size", "temperature", "max_output_tokens",
                   "tensor_parallel_size", "code_execution_memory_limit_mb", "code_execution_timeout")
         _check_choices(self)
         if self.n_predictions % self.batch_size:
             raise ConfigError(f"--batch-size ({self.batch_size}) must divide --n-predictions ({self.n_predictions})")
-        if self.max_output_tokens >= self.max_model_len:
-            raise ConfigError(f"--max-output-tokens ({self.max_output_tokens}) must be smaller than "
-                              f"--max-model-len ({self.max_model_len})")
+        if self.max_model_len is not None:
+            _positive(self, "max_model_len")
+            _check_lengths(self.max_output_tokens, self.max_model_len, "--max-output-tokens", "--max-model-len")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -237,22 +297,45 @@ class InferConfig:
             raise ConfigError(f"--n-jobs must be -1 (all cores) or a positive count, got {self.n_jobs}")
 
     def check_environment(self) -> None:
+        from .environment import cuda_available, resolve_max_length, vllm_lora_rank
+
+        _check_dataset_path(self.dataset_path)
+        if self.ray is not None:
+            _require_package("ray", "--ray: Ray is not installed (pip install 'arc-sandbox[ray]')")
+        if self.evaluate_only is not None:
+            if not Path(self.evaluate_only).is_file():
+                raise ConfigError(f"--evaluate-only: no such file: {self.evaluate_only}")
+            return
         _check_model_path(self.base_model_path, "--base-model-path")
+        self.max_model_len = resolve_max_length(self.max_model_len, self.base_model_path, "--max-model-len")
+        _check_lengths(self.max_output_tokens, self.max_model_len, "--max-output-tokens", "--max-model-len")
         if self.lora_path is not None and not (Path(self.lora_path) / "adapter_config.json").is_file():
             raise ConfigError(f"--lora-path: no adapter_config.json in {self.lora_path}")
-        _check_dataset_path(self.dataset_path)
         if self.backend == "vllm":
-            _require_package("vllm", "--backend vllm: vLLM is not installed")
+            _require_package("vllm", "--backend vllm: vLLM is not installed (pip install 'arc-sandbox[vllm]')")
+        if self.resolved_backend == "vllm":
+            if not cuda_available():
+                raise ConfigError("--backend vllm: no CUDA GPU is visible (vLLM generates on GPUs only)")
+            if self.lora_path is not None:
+                vllm_lora_rank(self.lora_rank(), "--lora-path")
+
+    def lora_rank(self) -> int:
+        import json
+        return int(json.loads((Path(self.lora_path) / "adapter_config.json").read_text())["r"])
 
     @property
     def resolved_backend(self) -> str:
         if self.backend != "auto":
             return self.backend
-        return "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
+        if importlib.util.find_spec("vllm") is None:
+            return "transformers"
+        from .environment import cuda_available
+        return "vllm" if cuda_available() else "transformers"
 
     @property
     def workers(self) -> int:
-        return (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
+        from .environment import workers_per_rank
+        return workers_per_rank(ranks=1) if self.n_jobs == -1 else self.n_jobs
 
 
 # ---- building the command line and reading YAML -------------------------------------------
@@ -271,8 +354,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=text)
         else:
+            optional_value = {"nargs": "?", "const": meta["const"]} if meta.get("const") is not None else {}
             parser.add_argument(*names, dest=f.name, default=argparse.SUPPRESS, choices=meta["choices"],
-                                type=_parser_for(kind, hints[f.name]),
+                                type=_parser_for(kind, hints[f.name]), **optional_value,
                                 metavar=None if meta["choices"] else kind.__name__.upper(), help=text)
 
 
@@ -370,6 +454,12 @@ def _show(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
+def _check_lengths(generated: int, total: int, generated_option: str = "--max-completion-length",
+                   total_option: str = "--max-seq-length") -> None:
+    if generated >= total:
+        raise ConfigError(f"{generated_option} ({generated}) must be smaller than {total_option} ({total})")
+
+
 def _require(value: str, message: str) -> None:
     if not value:
         raise ConfigError(message)
@@ -385,7 +475,8 @@ def _positive(config, *names: str) -> None:
 def _check_choices(config) -> None:
     for f in dataclasses.fields(config):
         choices = f.metadata["choices"]
-        if choices is not None and getattr(config, f.name) not in choices:
+        value = getattr(config, f.name)
+        if choices is not None and value is not None and value not in choices:
             raise ConfigError(f"{flag(f.name)}: {getattr(config, f.name)!r} is not one of {', '.join(choices)}")
 
 

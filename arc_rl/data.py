@@ -51,6 +51,7 @@ class SkipReason(str, enum.Enum):
     BAD_PAIR = "bad_pair"                  # pair: not [input, output]
     GRID_TOO_LARGE = "grid_too_large"      # pair: a side over 30
     INVALID_GRID = "invalid_grid"          # pair: ragged, empty, or colours outside 0..9
+    NO_TEST_INPUT = "no_test_input"        # task: an empty 'test' list leaves nothing to prompt with
 
     def __str__(self) -> str:
         return self.value
@@ -236,23 +237,44 @@ TaskSource = dict[str, Task] | Iterable[Task] | Callable[[], Iterable[Task]]
 
 
 def build_dataset(tasks_or_iterable: TaskSource, tokenizer, prompt_version: str = "barc", augment: bool = False,
-                  seed: int = 0, streaming: bool = False, epochs: int = 1):
+                  seed: int = 0, streaming: bool = False, epochs: int = 1, skipped: Counter | None = None):
     """A ``datasets.Dataset`` (or ``IterableDataset`` when ``streaming``) with ``prompt`` and ``task`` columns.
 
     ``tasks_or_iterable``: a dict of tasks, an iterable of tasks, or a function returning one (so a streaming
     dataset can read a BARC file again on every pass). With ``augment`` each row gets its own random
     geometric/colour augmentation; ``epochs`` passes each get fresh ones. Rows are reproducible from ``seed``.
+    Tasks that cannot be prompted (no test input) are left out and counted by :class:`SkipReason` in
+    ``skipped`` (pass a Counter to read it) and in a warning after each pass.
     """
     import datasets
 
+    skipped = skipped if skipped is not None else Counter()
+
     def rows() -> Iterator[dict[str, str]]:
         for epoch in range(epochs):
-            for i, task in enumerate(_tasks(tasks_or_iterable)):
-                yield _row(task, tokenizer, prompt_version, augment, np.random.default_rng([seed, epoch, i]))
+            for i, task in enumerate(_prompt_tasks(_tasks(tasks_or_iterable), skipped)):
+                if task is not None:   # a skipped task keeps its index: the others' augmentations stay the same
+                    yield _row(task, tokenizer, prompt_version, augment, np.random.default_rng([seed, epoch, i]))
 
     if streaming:
         return datasets.IterableDataset.from_generator(rows, features=_features())
     return datasets.Dataset.from_list(list(rows()), features=_features())
+
+
+def _prompt_tasks(tasks: Iterable[Task], skipped: Counter) -> Iterator[Task | None]:
+    """Each task, or None in its place when it cannot be prompted; the reason is counted in ``skipped``
+    and the first few are logged with their ids."""
+    before = sum(skipped.values())
+    for task in tasks:
+        if task.test:
+            yield task
+            continue
+        skipped[SkipReason.NO_TEST_INPUT] += 1
+        if skipped[SkipReason.NO_TEST_INPUT] <= 5:
+            log.warning("task %s: %s, skipped", task.id, SkipReason.NO_TEST_INPUT)
+        yield None
+    if sum(skipped.values()) > before:
+        log.warning("tasks skipped so far: %s", ", ".join(f"{k}={v}" for k, v in sorted(skipped.items())))
 
 
 def _features():

@@ -5,6 +5,10 @@
 sandbox on the task *as shown in its prompt*; its outputs are reverted to the original task before scoring,
 so metrics, fingerprints and the submission are all in the original task's space.
 
+Generations go to ``generations.jsonl`` in ``--output-folder`` as they are produced (one line per prompt), and
+evaluation reads them back from there: a crash while sampling or evaluating loses at most one chunk of prompts;
+the same command resumes, and ``--evaluate-only FILE`` evaluates a file without loading a model.
+
 Output (in ``--output-folder``, file names stamped ``{n}preds_{time}_``):
 
 - ``predictions.json.gz``: ``{task_id: [prediction, ...]}``, one prediction per completion (see
@@ -18,7 +22,9 @@ import dataclasses
 import gzip
 import json
 import logging
+import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -27,7 +33,8 @@ import numpy as np
 
 from arc_sandbox import Job, Limits, ProgramResult, Status, Task, extract_code
 
-from .config import InferConfig, load_tasks_or_fail, to_yaml
+from .config import ConfigError, InferConfig, flag, load_tasks_or_fail, to_yaml
+from .data import SkipReason
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +71,9 @@ class InferResult:
     submission_path: Path | None = None
     table: Any = None                               # arc_sandbox.MetricsTable with --evaluate
     skipped_prompts: int = 0
+    skipped_tasks: dict[str, int] = field(default_factory=dict)   # SkipReason value -> tasks never prompted
     timings: dict[str, float] = field(default_factory=dict)
+    generations_path: Path | None = None
 
 
 class Generator(Protocol):
@@ -76,23 +85,17 @@ def infer(config: InferConfig) -> InferResult:
     config.validate()
     config.check_environment()
     tasks = load_tasks_or_fail(config.dataset_path, config.max_tasks)
-    log.info("%d tasks, %d rounds of %d samples, back-end %s", len(tasks),
-             config.n_predictions // config.batch_size, config.batch_size, config.resolved_backend)
+    folder = Path(config.output_folder)
+    folder.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    start = time.perf_counter()
-    generator, tokenizer = make_generator(config)
-    timings["load_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    rng = np.random.default_rng(config.seed)
-    prompts, completions, skipped = [], [], 0
-    for _ in range(config.n_predictions // config.batch_size):
-        round_prompts = [_prompt(task, tokenizer, config, rng) for task in tasks.values()]
-        kept = [p for p in round_prompts if _fits(p.text, tokenizer, config)]
-        skipped += len(round_prompts) - len(kept)
-        prompts += kept
-        completions += generator.generate([p.text for p in kept], config.batch_size)
-    timings["generate_s"] = time.perf_counter() - start
+    skipped_tasks = _unpromptable(tasks)
+    if config.evaluate_only is not None:
+        path = Path(config.evaluate_only)
+    else:
+        path = folder / GENERATIONS_FILE
+        generate_all(config, tasks, path, timings)
+    rounds = None if config.evaluate_only is not None else config.n_predictions // config.batch_size
+    prompts, completions, skipped = read_generations(path, tasks, rounds)
     if skipped:
         log.warning("%d prompts longer than --max-model-len minus --max-output-tokens were skipped", skipped)
 
@@ -100,7 +103,126 @@ def infer(config: InferConfig) -> InferResult:
     predictions = (evaluate(prompts, completions, config) if config.evaluate
                    else _unevaluated(prompts, completions))
     timings["evaluate_s"] = time.perf_counter() - start
-    return _write(config, tasks, predictions, skipped, timings)
+    result = _write(config, tasks, predictions, skipped, timings)
+    result.generations_path = path
+    result.skipped_tasks = {str(reason): n for reason, n in skipped_tasks.items()}
+    return result
+
+
+def _unpromptable(tasks: dict[str, Task]) -> Counter:
+    """SkipReason -> how many tasks cannot be prompted (an empty ``test`` list); generate_all leaves them out."""
+    empty = [task_id for task_id, task in tasks.items() if not task.test]
+    if empty:
+        log.warning("%d task(s) without a test input are not prompted (%s): %s", len(empty),
+                    SkipReason.NO_TEST_INPUT, ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else ""))
+    return Counter({SkipReason.NO_TEST_INPUT: len(empty)} if empty else {})
+
+
+# ---- generation, written as it is produced -----------------------------------------------------
+
+GENERATIONS_FILE = "generations.jsonl"
+# Options that change what a (round, task) generation is; a resumed run must agree on all of them.
+_RUN_IDENTITY = ("base_model_path", "lora_path", "dataset_path", "prompt_version", "batch_size",
+                 "use_data_augmentation", "temperature", "top_p", "max_output_tokens", "seed")
+# Prompts per generate call: at most this many prompts' completions are lost if the process dies.
+PROMPTS_PER_CHUNK = 32
+
+
+def generate_all(config: InferConfig, tasks: dict[str, Task], path: Path, timings: dict[str, float]) -> None:
+    """Generates every (round, task) not yet in ``path`` and appends it there, chunk by chunk.
+
+    The file is the run's memory: its first line names the options that shape a generation, each later line
+    is one prompt's completions (or a skipped prompt). Running the same command again generates only what is
+    missing; raising ``--n-predictions`` adds rounds. A process killed mid-chunk loses that chunk alone.
+    """
+    done = _check_header(path, config)
+    rounds = config.n_predictions // config.batch_size
+    # A task without a test input keeps its index k (so the others' augmentations stay put) but is never prompted.
+    todo = [(r, k, task_id) for r in range(rounds) for k, task_id in enumerate(tasks)
+            if (r, task_id) not in done and tasks[task_id].test]
+    log.info("%d tasks, %d rounds of %d samples, back-end %s; %d of %d prompts already generated in %s",
+             len(tasks), rounds, config.batch_size, config.resolved_backend, rounds * len(tasks) - len(todo),
+             rounds * len(tasks), path)
+    if not todo:
+        return
+    start = time.perf_counter()
+    generator, tokenizer = make_generator(config)
+    timings["load_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    with path.open("a", encoding="utf-8") as out:
+        if path.stat().st_size == 0:
+            _append(out, {"header": _identity(config)})
+        for first in range(0, len(todo), PROMPTS_PER_CHUNK):
+            chunk = todo[first:first + PROMPTS_PER_CHUNK]
+            prompts = [_prompt(tasks[task_id], tokenizer, config, _rng(config.seed, r, k)) for r, k, task_id in chunk]
+            fits = [_fits(p.text, tokenizer, config) for p in prompts]
+            texts = iter(generator.generate([p.text for p, ok in zip(prompts, fits) if ok], config.batch_size))
+            for (r, _, task_id), prompt, ok in zip(chunk, prompts, fits):
+                line = {"round": r, "task_id": task_id, "augmentation": _augmentation_json(prompt)}
+                _append(out, {**line, "texts": next(texts)} if ok else {**line, "skipped": True})
+    timings["generate_s"] = time.perf_counter() - start
+
+
+def read_generations(path: Path, tasks: dict[str, Task], rounds: int | None = None
+                     ) -> tuple[list[Prompt], list[list[str]], int]:
+    """The prompts (original and shown task) and completions stored in ``path``, plus the count of skipped
+    prompts; rounds from ``rounds`` on are left out. A line cut short by a crash is ignored."""
+    from arc_sandbox import Augmentation
+
+    prompts, completions, skipped = [], [], 0
+    for line in _lines(path):
+        if "header" in line or (rounds is not None and line.get("round", 0) >= rounds):
+            continue
+        task = tasks.get(line.get("task_id"))
+        if task is None:
+            raise ConfigError(f"{path}: task {line.get('task_id')!r} is not in --dataset-path")
+        if line.get("skipped"):
+            skipped += 1
+            continue
+        augmentation = Augmentation.from_json(line["augmentation"]) if line.get("augmentation") else None
+        shown = augmentation.apply_task(task) if augmentation is not None else task
+        prompts.append(Prompt(task=task, shown=shown, augmentation=augmentation, text=""))
+        completions.append(list(line["texts"]))
+    return prompts, completions, skipped
+
+
+def _check_header(path: Path, config: InferConfig) -> set[tuple[int, str]]:
+    """The (round, task) pairs already in ``path``; ConfigError if they came from other options."""
+    lines = list(_lines(path)) if path.is_file() else []
+    if not lines:
+        return set()
+    before = lines[0].get("header", {})
+    changed = [k for k, v in _identity(config).items() if before.get(k) != v]
+    if changed:
+        raise ConfigError(f"--output-folder: {path} holds generations made with other options "
+                          f"({', '.join(flag(k) for k in changed)}); use another --output-folder")
+    return {(line["round"], line["task_id"]) for line in lines[1:]}
+
+
+def _identity(config: InferConfig) -> dict[str, Any]:
+    return {k: getattr(config, k) for k in _RUN_IDENTITY}
+
+
+def _lines(path: Path):
+    with path.open(encoding="utf-8") as f:
+        for text in f:
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue   # the last line of a run killed while writing
+            if isinstance(line, dict):
+                yield line
+
+
+def _append(out, line: dict) -> None:
+    out.write(json.dumps(line) + "\n")
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def _rng(seed: int, round_: int, task_index: int) -> np.random.Generator:
+    """The same augmentation for a (round, task) whether or not earlier prompts are generated in this run."""
+    return np.random.default_rng([seed, round_, task_index])
 
 
 def _prompt(task: Task, tokenizer, config: InferConfig, rng: np.random.Generator) -> Prompt:
@@ -123,13 +245,17 @@ def _fits(text: str, tokenizer, config: InferConfig) -> bool:
 
 def evaluate(prompts: list[Prompt], completions: list[list[str]], config: InferConfig) -> dict[str, list[Prediction]]:
     """Run every completion on its shown task; revert outputs; score against the original task."""
-    from arc_sandbox import Sandbox
+    from arc_sandbox import RaySandbox, Sandbox
 
     jobs = [Job(text=text, inputs=prompt.shown.inputs) for prompt, texts in zip(prompts, completions)
             for text in texts]
     limits = Limits(timeout_s=config.code_execution_timeout, memory_mb=config.code_execution_memory_limit_mb,
                     seed=config.seed)
-    with Sandbox(workers=config.workers, limits=limits) as sandbox:
+    if config.ray is None:
+        sandbox = Sandbox(workers=config.workers, limits=limits)
+    else:   # every node of the cluster; --n-jobs then counts per node
+        sandbox = RaySandbox(config.ray, workers_per_node=None if config.n_jobs == -1 else config.n_jobs, limits=limits)
+    with sandbox:
         results = sandbox.run(jobs)
     predictions: dict[str, list[Prediction]] = {}
     flat = iter(results)
@@ -195,7 +321,6 @@ def results_for_metrics(predictions: dict[str, list[Prediction]]) -> dict[str, l
 def _write(config: InferConfig, tasks: dict[str, Task], predictions: dict[str, list[Prediction]],
            skipped: int, timings: dict[str, float]) -> InferResult:
     folder = Path(config.output_folder)
-    folder.mkdir(parents=True, exist_ok=True)
     stem = f"{config.n_predictions}preds_{time.strftime('%Y_%m_%d_%H_%M_%S')}"
     predictions_path = folder / f"{stem}_predictions.json.gz"
     with gzip.open(predictions_path, "wt", encoding="utf-8") as out:
@@ -283,8 +408,8 @@ class VLLMGenerator:
         lora_kwargs = {}
         if config.lora_path is not None:
             from vllm.lora.request import LoRARequest
-            rank = json.loads((Path(config.lora_path) / "adapter_config.json").read_text())["r"]
-            lora_kwargs = {"enable_lora": True, "max_lora_rank": max(8, rank)}
+            from .environment import vllm_lora_rank
+            lora_kwargs = {"enable_lora": True, "max_lora_rank": vllm_lora_rank(config.lora_rank())}
             self.lora = LoRARequest("adapter", 1, config.lora_path)
         self.llm = LLM(model=config.base_model_path, max_model_len=config.max_model_len,
                        tensor_parallel_size=config.tensor_parallel_size,

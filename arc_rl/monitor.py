@@ -41,6 +41,8 @@ class Rule:
     threshold: float
     why: str
     floor: float = 0.0   # ABOVE_BASELINE: the baseline never counts as smaller than this
+    skip_zeros: bool = False              # ABOVE_BASELINE: zeros say nothing about the scale; keep them out
+    quiet_when: tuple[str, float] | None = None   # (metric, level): no warning while that metric is >= level
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,12 @@ def default_rules(max_completion_length: int) -> list[Rule]:
              "importance ratios well below 1 (sampling the trainer does not reproduce: top_p, penalties)"),
         Rule("sampling/importance_sampling_ratio/min", Trigger.BELOW, 0.05,
              "some sequences are nearly off-policy"),
+        # A group where every completion solved its task has identical rewards too: that is success, not collapse
         Rule("frac_reward_zero_std", Trigger.ABOVE, 0.8,
-             "most groups have identical rewards: no learning signal"),
-        Rule("grad_norm", Trigger.ABOVE_BASELINE, 5.0, "gradient norm spiked"),
+             "most groups have identical rewards: no learning signal",
+             quiet_when=("sandbox/solved_ratio", 0.8)),
+        # Steps whose groups all had identical rewards have a zero gradient; they are not its normal size
+        Rule("grad_norm", Trigger.ABOVE_BASELINE, 5.0, "gradient norm spiked", skip_zeros=True),
         Rule("grad_norm", Trigger.NOT_FINITE, 0.0, "gradient norm is NaN/inf: the next optimizer step ruins the "
              "adapter (bf16 + sdpa + left padding did this on GPU; try --attn-implementation eager)"),
         Rule("loss", Trigger.NOT_FINITE, 0.0, "loss is NaN/inf"),
@@ -109,7 +114,7 @@ class CollapseMonitor(TrainerCallback):
                 continue
             else:
                 reference = self._reference(rule)
-                bad = _triggered(rule, value, reference)
+                bad = _triggered(rule, value, reference) and not _quiet(rule, logs)
             if bad:
                 if rule not in self._active:
                     self._active.add(rule)
@@ -125,6 +130,8 @@ class CollapseMonitor(TrainerCallback):
     def _reference(self, rule: Rule) -> float | None:
         history = self._history.get(rule.metric, ())
         if rule.trigger is Trigger.ABOVE_BASELINE:
+            if rule.skip_zeros:
+                history = [v for v in history if v != 0]
             return max(statistics.median(history), rule.floor) if len(history) >= WARMUP else None
         if rule.trigger is Trigger.AWAY_FROM_AVERAGE:
             return self._average.get(rule.metric) if len(history) >= WARMUP else None
@@ -146,6 +153,14 @@ class CollapseMonitor(TrainerCallback):
             with self.path.open("a") as out:
                 out.write(json.dumps(asdict(alert)) + "\n")
         return alert
+
+
+def _quiet(rule: Rule, logs: dict) -> bool:
+    if rule.quiet_when is None:
+        return False
+    metric, level = rule.quiet_when
+    value = logs.get(metric)
+    return isinstance(value, (int, float)) and value >= level
 
 
 def _triggered(rule: Rule, value: float, reference: float | None) -> bool:
@@ -176,3 +191,18 @@ class MetricsFile(TrainerCallback):
 
 def _jsonable(logs: dict) -> dict:
     return {k: v for k, v in logs.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+class LoraDropoutOnly(TrainerCallback):
+    """Switches off every dropout of the policy except LoRA's own (``--lora-dropout``).
+
+    TRL's ``disable_dropout`` would do the first half but runs after PEFT has wrapped the model, so it also zeroes
+    the adapter's dropout and ``--lora-dropout`` would do nothing. The base model's dropout stays off: it would
+    make the trainer's log-probabilities noisy against the sampler's.
+    """
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        import torch
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Dropout) and ".lora_dropout." not in f".{name}.":
+                module.p = 0.0

@@ -13,11 +13,15 @@ in the original space (a property test checks it), without a revert step that co
 """
 from __future__ import annotations
 
+import asyncio
 import atexit
 import concurrent.futures
 import enum
 import inspect
 import logging
+import math
+import os
+import threading
 import time
 from collections import Counter
 from typing import Any, Callable, Sequence
@@ -98,42 +102,90 @@ class SandboxReward:
     Call contract (TRL): keyword arguments ``completions`` (strings or ``[{"role": "assistant", "content": …}]``),
     ``completion_ids``, ``task`` (the dataset's task column: :func:`arc_rl.data.task_to_json` strings) and
     ``log_metric``. Returns one float per completion; a sample with a bad task, no code or a failing program gets
-    0 and is counted in the step's metrics. Only a failure of the sandbox itself returns ``None`` for the whole
-    step (TRL gives unscorable rows zero advantage) and restarts it on the next call.
+    0 and is counted in the step's metrics. A failure of the infrastructure (the sandbox raised, or the call ran
+    past its hard deadline) returns ``None`` for every sample of the call, so TRL leaves them out instead of
+    learning from a 0, and the sandbox is restarted on the next call.
 
-    ``last_metrics`` holds the metrics of the last step (the values also sent to ``log_metric``).
+    ``sandbox``: None (a :class:`~arc_sandbox.Sandbox` of ``workers`` processes is started on first use), an
+    object with ``run(jobs) -> results`` (used as given, never closed here; e.g. a shared or remote executor), or a
+    zero-argument factory returning one (called on first use, in whichever process scores, and closed with
+    this reward). ``deadline_s``: the hard limit on one call's run and scoring (default: 30 s plus three times
+    the worst case of the call's programs); starting a pool is bounded by the sandbox's own start timeout. ``workers`` None: this process's cores divided by the training processes on the node.
+
+    Thread-safe (calls are serialised) and picklable: the pool and threads are not pickled, a copy starts its
+    own on first use. ``last_metrics`` holds the metrics of the last call (also sent to ``log_metric``).
     """
 
     def __init__(self, reward_name: str = "arc-v1", workers: int | None = None, limits: Limits = Limits(),
-                 max_completion_length: int | None = None, **sandbox_kwargs: Any):
+                 max_completion_length: int | None = None, *, sandbox: Any = None, deadline_s: float | None = None,
+                 **sandbox_kwargs: Any):
         if reward_name not in REWARDS:
             raise ValueError(f"unknown reward {reward_name!r}; choose one of {', '.join(sorted(REWARDS))}")
+        if deadline_s is not None and not deadline_s > 0:
+            raise ValueError(f"deadline_s must be positive, got {deadline_s}")
         self.reward_name = reward_name
         self.__name__ = reward_name   # TRL names reward functions (and their metrics) after __name__
         self.reward_fn = REWARDS[reward_name]
         self._takes_score = "score" in inspect.signature(self.reward_fn).parameters
         self.workers, self.limits, self.sandbox_kwargs = workers, limits, sandbox_kwargs
+        self.sandbox_source = sandbox
+        self.deadline_s = deadline_s
         self.max_completion_length = max_completion_length
         self.last_metrics: dict[str, float] = {}
+        self._start_runtime()
+
+    def _start_runtime(self) -> None:
+        """What lives only in the process that scores: the sandbox, the lock, the statistics thread."""
         self._sandbox = None
+        self._lock = threading.Lock()
         # Repetition statistics need only the completions: this thread does their numpy part while the programs
-        # run and the calling thread mostly waits on the workers (about 2 ms less per step even with 2 workers on
+        # run and the scoring thread mostly waits on the workers (about 2 ms less per step even with 2 workers on
         # 2 cores, benchmarks/reward_step.py). Only work that lets go of the GIL goes there, so that the sandbox's
         # dispatch loop, which needs the GIL for every result, is not kept waiting.
-        self._stats_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="arc-rl-stats")
-        atexit.register(self.close)
+        self._stats_thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._exit_hook = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items()
+                 if k not in ("_sandbox", "_lock", "_stats_thread", "_exit_hook")}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._start_runtime()
 
     # -- lifecycle
     @property
     def sandbox(self):
         if self._sandbox is None:
-            from arc_sandbox import Sandbox
-            self._sandbox = Sandbox(workers=self.workers, limits=self.limits, **self.sandbox_kwargs)
+            source = self.sandbox_source
+            if source is not None and hasattr(source, "run"):
+                self._sandbox = source
+            elif source is not None:
+                self._sandbox = source()
+            else:
+                from arc_sandbox import Sandbox
+                from .environment import workers_per_rank
+                workers = self.workers if self.workers is not None else workers_per_rank()
+                self._sandbox = Sandbox(workers=workers, limits=self.limits, **self.sandbox_kwargs)
+            if not self._exit_hook:
+                atexit.register(self.close)
+                self._exit_hook = True
         return self._sandbox
 
     def close(self) -> None:
         if self._sandbox is not None:
-            sandbox, self._sandbox = self._sandbox, None
+            self._discard(self._sandbox)
+        if self._stats_thread is not None:
+            self._stats_thread.shutdown(wait=False)
+            self._stats_thread = None
+
+    def _discard(self, sandbox: Any) -> None:
+        """Stop using ``sandbox`` (closing it unless it was given to us). Only this one: a call abandoned at its
+        deadline may get here late, after a newer call started a fresh sandbox."""
+        if self._sandbox is sandbox:
+            self._sandbox = None
+        if sandbox is not self.sandbox_source:
             try:
                 sandbox.close()
             except Exception:  # a broken sandbox must not stop the trainer from shutting down
@@ -145,10 +197,49 @@ class SandboxReward:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- one step
+    # -- one call
     def __call__(self, completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None = None,
                  task: Sequence[Any] | None = None, log_metric: Callable[[str, float], None] | None = None,
                  **kwargs: Any) -> list[float | None]:
+        return self.score(completions, completion_ids, task, log_metric)
+
+    def score(self, completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None = None,
+              task: Sequence[Any] | None = None,
+              log_metric: Callable[[str, float], None] | None = None) -> list[float | None]:
+        """One reward per completion, within the deadline; the body of both the sync and the async call."""
+        n = len(completions)
+        with self._lock:
+            try:
+                # Started here, outside the deadline (the sandbox bounds its own start), so that a call abandoned
+                # at its deadline never races a later call over which sandbox is current.
+                sandbox = self.sandbox
+            except Exception:
+                log.exception("the sandbox could not start; this call's rewards are None")
+                rewards, metrics = [None] * n, {"sandbox/failures": 1.0}
+            else:
+                rewards, metrics = self._bounded_step(sandbox, completions, completion_ids, task)
+            self.last_metrics = metrics
+        _send(metrics, log_metric)
+        return rewards
+
+    def _bounded_step(self, sandbox, completions, completion_ids, task) -> tuple[list[float | None], dict]:
+        n = len(completions)
+        deadline = self.deadline_for(n)
+        try:
+            return _run_with_deadline(lambda: self._step(sandbox, completions, completion_ids, task), deadline)
+        except concurrent.futures.TimeoutError:
+            log.error("the reward ran past its %.0f s deadline; this call's %d rewards are None and the "
+                      "sandbox will be restarted", deadline, n)
+            self._discard(sandbox)   # kills the workers, which lets the abandoned call end
+            return [None] * n, {"sandbox/failures": 1.0, "sandbox/deadline_exceeded": 1.0}
+
+    def deadline_for(self, n: int) -> float:
+        if self.deadline_s is not None:
+            return self.deadline_s
+        workers = getattr(self._sandbox, "workers", None) or self.workers or os.cpu_count() or 1
+        return 30.0 + 3.0 * math.ceil(n / workers) * self.limits.timeout_s
+
+    def _step(self, sandbox, completions, completion_ids, task) -> tuple[list[float | None], dict[str, float]]:
         started = time.perf_counter()
         texts = [_completion_text(c) for c in completions]
         n = len(texts)
@@ -163,18 +254,18 @@ class SandboxReward:
         results: list[ProgramResult | None] = [_no_code(t) if isinstance(t, Task) and code is None else None
                                                for t, code in zip(tasks, codes)]
         tokens = pack_tokens(completion_ids if completion_ids is not None else [tokens_of(t) for t in texts])
+        if self._stats_thread is None:
+            self._stats_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="arc-rl-stats")
         repetition = self._stats_thread.submit(measure_repetition, tokens)
         try:
             run_started = time.perf_counter()
-            for result in self.sandbox.run(jobs) if jobs else []:
+            for result in sandbox.run(jobs) if jobs else []:
                 results[result.key] = result
             run_s = time.perf_counter() - run_started
         except Exception:
             log.exception("the sandbox failed; this step's rewards are None and it will be restarted")
-            self.close()
-            self.last_metrics = {"sandbox/failures": 1.0}
-            _send(self.last_metrics, log_metric)
-            return [None] * n
+            self._discard(sandbox)
+            return [None] * n, {"sandbox/failures": 1.0}
         # Done during the run unless that was very short; then waiting here (without the GIL) lets it finish sooner
         # than sharing the GIL with the scoring below would.
         repetition = repetition.result()
@@ -186,9 +277,11 @@ class SandboxReward:
                                 [length for length, s in zip(lengths, outcome.solved) if s])
         metrics["sandbox/run_s"] = run_s
         metrics["sandbox/overhead_s"] = time.perf_counter() - started - run_s
-        self.last_metrics = metrics
-        _send(metrics, log_metric)
-        return outcome.rewards
+        # A job the infrastructure lost (RaySandbox's INFRA_ERROR) says nothing about its program: None, so TRL
+        # leaves that sample out instead of teaching the policy that it failed.
+        rewards: list[float | None] = [None if r is not None and r.status is Status.INFRA_ERROR else reward
+                                       for r, reward in zip(results, outcome.rewards)]
+        return rewards, metrics
 
     def _truncated(self, texts: list[str], codes: list[str | None],
                    completion_ids: Sequence[Sequence[int]] | None) -> list[bool]:
@@ -218,6 +311,34 @@ class SandboxReward:
                     log.exception("reward %s failed on task %s", self.reward_name, t.id)
                     outcome.bad[i] = BadSample.REWARD_ERROR
                 outcome.solved[i] = score is not None and score.all_correct
+
+
+
+class AsyncSandboxReward(SandboxReward):
+    """:class:`SandboxReward` as an ``async def`` reward: TRL awaits it on its event loop (concurrently with the
+    other async reward functions; ``AsyncGRPOTrainer`` in its rollout process while generation goes on). The
+    work runs in a thread, so the event loop stays free while the programs run."""
+
+    async def __call__(self, completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None = None,
+                       task: Sequence[Any] | None = None, log_metric: Callable[[str, float], None] | None = None,
+                       **kwargs: Any) -> list[float | None]:
+        return await asyncio.to_thread(self.score, completions, completion_ids, task, log_metric)
+
+
+def _run_with_deadline(fn: Callable[[], Any], timeout_s: float) -> Any:
+    """``fn()`` in a daemon thread; ``concurrent.futures.TimeoutError`` after ``timeout_s``. A daemon thread,
+    not a pool's, so that a call abandoned at its deadline can never hold up the interpreter's exit."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def target() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to the caller as is
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="arc-rl-reward", daemon=True).start()
+    return future.result(timeout=timeout_s)
 
 
 class _Outcome:

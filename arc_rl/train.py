@@ -17,6 +17,7 @@ import yaml
 from arc_sandbox import Limits, Task
 
 from .config import ConfigError, TrainConfig, load_tasks_or_fail, to_yaml
+from .environment import is_main_rank, local_world_size
 
 if TYPE_CHECKING:
     from .monitor import Alert
@@ -51,6 +52,8 @@ def train(config: TrainConfig) -> TrainResult:
     config.check_environment()
     source = load_task_source(config)
     max_steps = resolve_max_steps(config, source.count)
+    if not is_main_rank():   # the other ranks train alike; one writes the run's files
+        return _train(config, source, max_steps)
     handler = _start_file_log(Path(config.output_dir))
     try:
         return _train(config, source, max_steps)
@@ -68,33 +71,40 @@ def _train(config: TrainConfig, source: TaskSource, max_steps: int) -> TrainResu
     from transformers import AutoTokenizer
     from trl import GRPOTrainer
 
-    from .monitor import CollapseMonitor, MetricsFile
-    from .rewards import SandboxReward
+    from .monitor import CollapseMonitor, LoraDropoutOnly, MetricsFile
+    from .rewards import AsyncSandboxReward
 
     cuda = torch.cuda.is_available()
+    if cuda:
+        configure_attention(config)
     tokenizer = AutoTokenizer.from_pretrained(config.model_path)
     tokenizer.padding_side = "left"
     dataset = _dataset(config, source, tokenizer, max_steps)
     resume = resolve_resume(config)
-    _save_config(config, resume)
-    reward = SandboxReward(reward_name=config.reward_name, workers=config.workers,
-                           limits=Limits(timeout_s=config.code_execution_timeout,
-                                         memory_mb=config.code_execution_memory_limit_mb, seed=config.seed),
-                           max_completion_length=config.max_completion_length)
+    main = is_main_rank()
+    if main:
+        _save_config(config, resume)
+    workers = config.workers
+    log.info("sandbox: %d workers on this rank (%d training processes on this node)", workers, local_world_size())
+    reward = AsyncSandboxReward(reward_name=config.reward_name, workers=workers,
+                                limits=Limits(timeout_s=config.code_execution_timeout,
+                                              memory_mb=config.code_execution_memory_limit_mb, seed=config.seed),
+                                max_completion_length=config.max_completion_length,
+                                deadline_s=config.reward_deadline)
     output_dir = Path(config.output_dir)
     monitor = CollapseMonitor(max_completion_length=config.max_completion_length,
-                              path=output_dir / "collapse_alerts.jsonl")
+                              path=output_dir / "collapse_alerts.jsonl" if main else None)
     try:
         trainer = GRPOTrainer(model=config.model_path, reward_funcs=reward, train_dataset=dataset,
                               args=grpo_config(config, max_steps, cuda), processing_class=tokenizer,
                               peft_config=lora_config(config), quantization_config=_quantization(config),
-                              callbacks=[MetricsFile(output_dir / METRICS_FILE), monitor])
+                              callbacks=[MetricsFile(output_dir / METRICS_FILE), monitor, LoraDropoutOnly()])
         trainer.train(resume_from_checkpoint=resume)
         final_dir = output_dir / FINAL_DIR
         trainer.save_model(str(final_dir))
     finally:
         reward.close()
-    if monitor.alerts:
+    if monitor.alerts and main:
         log.warning("%d collapse warnings during training, see %s", len(monitor.alerts), monitor.path)
     return TrainResult(output_dir=output_dir, final_dir=final_dir, global_step=trainer.state.global_step,
                        log_history=list(trainer.state.log_history), alerts=list(monitor.alerts))
@@ -198,17 +208,31 @@ def grpo_config(config: TrainConfig, max_steps: int, cuda: bool):
         scale_rewards=config.scale_rewards, mask_truncated_completions=config.mask_truncated_completions,
         loss_type=config.loss_type, epsilon=config.epsilon, epsilon_high=config.epsilon_high,
         temperature=config.temperature, top_p=config.top_p, repetition_penalty=config.repetition_penalty,
+        importance_sampling_level=config.resolved_importance_sampling_level,
         use_vllm=config.use_vllm, vllm_mode=config.vllm_mode,
         vllm_gpu_memory_utilization=config.gpu_memory_utilization, vllm_max_model_length=config.max_seq_length,
         vllm_importance_sampling_mode=config.vllm_importance_sampling_mode,
+        vllm_server_host=config.vllm_server_host, vllm_server_port=config.vllm_server_port,
+        vllm_server_timeout=config.vllm_server_timeout,
         save_steps=config.save_steps, save_total_limit=config.save_total_limit,
         logging_steps=config.logging_steps, log_completions=config.log_completions,
         report_to=config.trackers() or "none",
         model_init_kwargs={"dtype": dtype, **({"attn_implementation": config.attn_implementation}
-                                              if config.attn_implementation else {})}, disable_dropout=True, dataloader_num_workers=0,
+                                              if config.attn_implementation else {})},
+        disable_dropout=False,   # LoraDropoutOnly switches off every dropout but the adapter's
+        dataloader_num_workers=0,
         use_cpu=not cuda, bf16=cuda and dtype != "float16", fp16=cuda and dtype == "float16",
         **{checkpointing: cuda},  # memory matters on GPU; on CPU (tests) it only costs time
     )
+
+
+def configure_attention(config: TrainConfig) -> None:
+    """Keeps PyTorch's ``sdpa`` attention off its cuDNN backend (``--cudnn-attention`` to keep it): a known
+    source of NaN gradients in bfloat16 with padded batches; without it PyTorch uses its memory-efficient
+    kernel, which was faster on the H200 for GRPO's ever-changing shapes (docs/arc-rl-train.md, "bf16 NaN")."""
+    import torch
+    if not config.cudnn_attention and config.attn_implementation in (None, "sdpa"):
+        torch.backends.cuda.enable_cudnn_sdp(False)
 
 
 # ---- checkpoints and the resolved config ------------------------------------------------------

@@ -16,6 +16,7 @@ __all__ = [
     "random_augmentation", "score_many", "score_outputs", "score_submission", "score_tasks", "similarity_pairs",
     "validate_submission", "write_submission",
     "AllocSite", "MemoryReport", "trace_allocations",
+    "RaySandbox", "RaySandboxStats",
 ]
 __version__ = "0.1.0"
 
@@ -37,4 +38,5 @@ __getattr__, __dir__ = lazy_exports(globals(), {
     "arc_sandbox.scoring.submission": ("build_submission", "score_submission", "validate_submission",
                                        "write_submission"),
     "arc_sandbox.diagnostics.memory": ("MemoryReport", "trace_allocations"),
+    "arc_sandbox.distributed.ray_sandbox": ("RaySandbox", "RaySandboxStats"),
 })

@@ -303,7 +303,8 @@ def test_common_recursion_budget_does_not_retire_workers():
 # -- replies: bounded, exactly one frame, every field checked -----------------------------
 def test_reply_over_the_cap_gets_its_own_status():
     grids = [np.full((30, 30), i % 10) for i in range(MAX_REPLY_BYTES // 900 + 10)]
-    with Sandbox(workers=1, limits=Limits(timeout_s=20)) as sb:
+    # 4.2M input cells: above the default Limits.max_input_cells, which would stop the job before it runs
+    with Sandbox(workers=1, limits=Limits(timeout_s=20, max_input_cells=10**7)) as sb:
         big, after = sb.run([Job("def transform(g):\n    return g", grids), innocent(0)[0]])
     assert (big.status, big.error_type) == (Status.INVALID_OUTPUT, "ReplyTooLarge"), big.error_message
     assert "cap" in big.error_message and after.status is Status.OK

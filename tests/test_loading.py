@@ -66,7 +66,7 @@ def test_single_task_file(tmp_path, gz):
 
 
 @pytest.mark.parametrize("grid,message", [
-    ([[1, 2], [3]], "inhomogeneous"),
+    ([[1, 2], [3]], "ragged grid"),
     ([[1, 12]], "0..9"),
     ([], "2-D"),
     ([[]], "sides"),

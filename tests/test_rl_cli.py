@@ -83,7 +83,14 @@ def test_bad_yaml_names_the_option(tmp_path, yaml_text, option):
 @pytest.mark.parametrize("changes, option", [
     ({"num_generations": 3}, "--num-generations"),
     ({"num_generations": 1, "per_device_train_batch_size": 1}, "--num-generations"),
-    ({"max_completion_length": 9000}, "--max-completion-length"),
+    ({"max_completion_length": 9000, "max_seq_length": 8192}, "--max-completion-length"),
+    ({"loss_type": "luspo", "importance_sampling_level": "token"}, "--importance-sampling-level sequence"),
+    ({"loss_type": "vespo", "importance_sampling_level": "sequence"}, "--importance-sampling-level token"),
+    ({"loss_type": "vespo", "use_vllm": True, "vllm_importance_sampling_mode": "sequence_mask"},
+     "--vllm-importance-sampling-mode"),
+    ({"importance_sampling_level": "tokens"}, "--importance-sampling-level"),
+    ({"vllm_server_port": 70000}, "--vllm-server-port"),
+    ({"reward_deadline": 0.0}, "--reward-deadline"),
     ({"top_p": 1.5}, "--top-p"),
     ({"beta": -0.1}, "--beta"),
     ({"epsilon_high": 0.1}, "--epsilon-high"),
@@ -135,7 +142,8 @@ def test_bad_input_is_one_line_before_any_model_load(tmp_path, model_dir, case, 
     if case == "missing_dataset":
         args["dataset"] = str(tmp_path / "nothing.json")
     if case == "bad_batch":
-        args["extra"] = ["--num-generations", "16", "--per-device-train-batch-size", "8"]
+        args["extra"] = ["--num-generations", "16", "--per-device-train-batch-size", "8",
+                         "--gradient-accumulation-steps", "1"]
     if case == "vllm":
         args["extra"] = ["--use-vllm"]
     proc = run_cli(["train", "--model-path", args["model"], "--dataset-path", args["dataset"],

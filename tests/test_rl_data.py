@@ -181,3 +181,20 @@ def test_augmented_rows_carry_the_shown_task_and_its_augmentation():
             assert np.array_equal(augmentation.revert_grid(p.output), q.output)
         seen.add(json.dumps(augmentation.to_json(), sort_keys=True))
     assert len(seen) > 1   # fresh augmentation per pass
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_tasks_without_test_inputs_are_skipped_and_counted(streaming):
+    from arc_sandbox.scoring.tasks import Task
+    tasks = [make_task(task_id="a"), Task(id="empty", train=make_task().train, test=()), make_task(task_id="c")]
+    skipped = Counter()
+    ds = build_dataset(lambda: iter(tasks), tiny_tokenizer(), streaming=streaming, epochs=2, augment=True,
+                       skipped=skipped)
+    rows = list(ds)
+    assert [json.loads(r["task"])["id"] for r in rows] == ["a", "c", "a", "c"]
+    assert skipped == {SkipReason.NO_TEST_INPUT: 2}
+    # the skipped task keeps its place: the task after it gets the augmentation it gets with the task there
+    kept = list(build_dataset(lambda: iter([tasks[0], make_task(task_id="b"), tasks[2]]), tiny_tokenizer(),
+                              streaming=streaming, epochs=2, augment=True))
+    assert [r["task"] for r in kept if json.loads(r["task"])["id"] == "c"] == \
+           [r["task"] for r in rows if json.loads(r["task"])["id"] == "c"]

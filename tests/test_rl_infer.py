@@ -100,3 +100,79 @@ def test_prompts_too_long_for_the_model_are_skipped_not_fatal(setup, tmp_path):
                                max_output_tokens=8, max_model_len=16, backend="transformers", n_jobs=1))
     assert result.skipped_prompts == 3 and result.predictions == {}
     assert result.table.mean.n == 0      # every task is in the table, unsolved
+
+
+def test_a_task_without_test_inputs_is_skipped_and_counted(setup, tmp_path):
+    model, tasks_path = setup
+    tasks = json.loads(tasks_path.read_text())
+    tasks["no_test"] = {"train": [{"input": [[1]], "output": [[1]]}], "test": []}
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps(tasks))
+    result = infer(InferConfig(base_model_path=str(model), dataset_path=str(path), output_folder=str(tmp_path / "out"),
+                               n_predictions=1, batch_size=1, max_output_tokens=4, max_model_len=512,
+                               backend="transformers", n_jobs=1))
+    assert result.skipped_tasks == {"no_test_input": 1}
+    assert set(result.predictions) == set(tasks) - {"no_test"}
+    assert "no_test" in json.loads(result.submission_path.read_text())   # still listed, with no test inputs
+
+
+def test_a_crash_while_sampling_loses_only_the_chunk_in_progress_and_the_run_resumes(setup, tmp_path, monkeypatch):
+    import arc_rl.infer as infer_module
+    from arc_rl.config import ConfigError
+
+    model, tasks_path = setup
+    out = tmp_path / "out"
+    config = dict(base_model_path=str(model), dataset_path=str(tasks_path), output_folder=str(out), n_predictions=4,
+                  batch_size=2, use_data_augmentation=True, max_output_tokens=8, max_model_len=512,
+                  backend="transformers", n_jobs=2)
+    real = infer_module.make_generator
+    calls = []
+
+    class Crashing:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def generate(self, prompts, n):
+            calls.append(len(prompts))
+            if len(calls) == 3:
+                raise RuntimeError("CUDA error: an illegal memory access (simulated)")
+            return self.inner.generate(prompts, n)
+
+    def crashing_generator(cfg):
+        generator, tokenizer = real(cfg)
+        return Crashing(generator), tokenizer
+    monkeypatch.setattr(infer_module, "PROMPTS_PER_CHUNK", 2)   # 3 tasks x 2 rounds = 6 prompts, 3 chunks
+    monkeypatch.setattr(infer_module, "make_generator", crashing_generator)
+    with pytest.raises(RuntimeError, match="simulated"):
+        infer(InferConfig(**config))
+    saved = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert "header" in saved[0] and len(saved) == 1 + 4            # two chunks of two prompts were kept
+    kept = {(line["round"], line["task_id"]): line for line in saved[1:]}
+
+    calls.clear()
+    monkeypatch.setattr(infer_module, "make_generator", real)
+    result = infer(InferConfig(**config))                         # the same command again
+    lines = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()][1:]
+    assert len(lines) == 6 and len({(line["round"], line["task_id"]) for line in lines}) == 6
+    for key, line in kept.items():                                # nothing regenerated, nothing lost
+        assert next(x for x in lines if (x["round"], x["task_id"]) == key) == line
+    assert sum(len(p) for p in result.predictions.values()) == 6 * 2
+    for task_id, preds in result.predictions.items():
+        texts = [t for line in lines if line["task_id"] == task_id for t in line["texts"]]
+        assert sorted(p.text for p in preds) == sorted(texts)
+
+    # evaluation alone, from the file, without a model
+    again = infer(InferConfig(dataset_path=str(tasks_path), output_folder=str(tmp_path / "eval"), n_jobs=2,
+                              evaluate_only=str(out / "generations.jsonl")))
+    assert {k: [(p.text, p.status, p.outputs) for p in v] for k, v in again.predictions.items()} == \
+        {k: [(p.text, p.status, p.outputs) for p in v] for k, v in result.predictions.items()}
+    assert again.submission_path.is_file()
+
+    with pytest.raises(ConfigError, match="--temperature"):
+        infer(InferConfig(**{**config, "temperature": 0.5}))
+
+
+def test_evaluate_only_needs_no_model_but_a_file(tmp_path, capsys):
+    tasks = write_tasks(tmp_path / "tasks.json", n=1)
+    assert main(["infer", "--dataset-path", str(tasks), "--evaluate-only", str(tmp_path / "none.jsonl")]) == 2
+    assert capsys.readouterr().err.strip() == f"arc-rl infer: error: --evaluate-only: no such file: {tmp_path}/none.jsonl"

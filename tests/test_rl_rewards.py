@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from arc_rl.rewards import (MAX_REWARD, REWARDS, SandboxReward, correct_and_pixe
                              score_tasks)
 from arc_rl.stats import repetition_stats
 from arc_sandbox.executor.limits import Limits
+from arc_sandbox.executor.results import Status
 from arc_sandbox.scoring.metrics import score_outputs
 from arc_sandbox.testing.strategies import augmentations, program_results, result_with_outputs, tasks
 from arc_sandbox.scoring.tasks import Task
@@ -245,6 +247,28 @@ def test_a_broken_sandbox_gives_none_for_the_step_not_an_exception():
         assert logged == {"sandbox/failures": 1.0}
 
 
+class _LosesOneJob:
+    """A real local Sandbox whose second job is reported lost, as RaySandbox reports a job whose nodes all died
+    (the real loss is exercised in test_ray_sandbox.py; here only the reward's handling of it)."""
+
+    def __init__(self, sandbox):
+        self.sandbox = sandbox
+
+    def run(self, jobs):
+        results = self.sandbox.run(jobs)
+        lost = results[1]
+        results[1] = dataclasses.replace(lost, status=Status.INFRA_ERROR, outputs=[None] * len(lost.outputs))
+        return results
+
+
+def test_a_job_lost_by_the_infrastructure_gets_none_not_zero():
+    from arc_sandbox import Sandbox
+    with Sandbox(workers=1) as local, SandboxReward("arc-v1", sandbox=_LosesOneJob(local)) as r:
+        rewards = r(completions=[SOLVE_SHIFT, SOLVE_SHIFT, CRASH], task=[task_to_json(SHIFT)] * 3)
+    assert rewards[0] == MAX_REWARD and rewards[1] is None and rewards[2] == 0.0
+    assert r.last_metrics["sandbox/status/infra_error"] == pytest.approx(1 / 3)
+
+
 def test_task_column_is_parsed_once_across_steps():
     text = task_to_json(SHIFT)
     task, augmentation = cached_task_from_json(text)
@@ -300,3 +324,141 @@ def test_repetition_stats_of_words():
     [loop, varied] = repetition_stats([["x", "=", "x", "+", "1"] * 4, "a b c d e f".split()])
     assert loop.most_repeated[4] == 4 and loop.unique_token_ratio == 4 / 20
     assert varied.most_repeated == {3: 1, 4: 1} and varied.unique_token_ratio == 1.0
+
+
+# --------------------------------------------------------------------------- off the critical path: async, pickling,
+# threads, deadline, a sandbox given by the user
+
+SLEEPY = fenced("import time\ndef transform(input_grid):\n    time.sleep(0.3)\n    return (input_grid + 1) % 10")
+
+
+def test_async_reward_leaves_the_event_loop_free_and_agrees_with_the_sync_one():
+    import asyncio
+
+    from arc_rl.rewards import AsyncSandboxReward
+
+    column = [task_to_json(SHIFT)] * 4
+    completions = [SLEEPY.replace("0.3", f"0.3{k}") for k in range(4)]   # distinct programs: nothing de-duplicated
+
+    async def scenario(reward):
+        ticks = []
+
+        async def ticker():
+            while True:
+                ticks.append(time.perf_counter())
+                await asyncio.sleep(0.01)
+        task = asyncio.ensure_future(ticker())
+        started = time.perf_counter()
+        rewards = await reward(completions=completions, task=column)
+        ended = time.perf_counter()
+        task.cancel()
+        return rewards, [t for t in ticks if started < t < ended], ended - started
+
+    with AsyncSandboxReward("arc-v1", workers=2, limits=Limits(timeout_s=5.0)) as reward:
+        assert __import__("inspect").iscoroutinefunction(reward.__call__)    # what TRL checks
+        rewards, ticks, took = asyncio.run(scenario(reward))
+    assert rewards == [MAX_REWARD] * 4
+    assert took > 0.5                         # 4 programs of 0.3 s on 2 workers
+    assert len(ticks) > took / 0.01 * 0.5     # the loop kept ticking while the programs ran
+    with SandboxReward("arc-v1", workers=2, limits=Limits(timeout_s=5.0)) as sync:
+        assert sync(completions=completions, task=column) == rewards
+
+
+def _score_in_child(reward, completions, column, queue):
+    queue.put((reward(completions=completions, task=column), reward.sandbox is not None))
+
+
+def test_reward_pickles_without_its_pool_and_starts_one_where_it_is_used():
+    import multiprocessing
+    import pickle
+
+    with SandboxReward("arc-v1", workers=1, limits=Limits(timeout_s=5.0)) as reward:
+        column = [task_to_json(SHIFT), task_to_json(FLIP)]
+        expected = reward(completions=[SOLVE_SHIFT, SOLVE_FLIP], task=column)   # pool, lock, threads now live
+        copy = pickle.loads(pickle.dumps(reward))
+        assert copy._sandbox is None and copy.limits == reward.limits and copy.__name__ == "arc-v1"
+        with copy:
+            assert copy(completions=[SOLVE_SHIFT, SOLVE_FLIP], task=column) == expected
+            assert copy.sandbox is not reward.sandbox
+        # a spawned process (as TRL's async trainer uses for rewards) gets its own pool
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()
+        child = context.Process(target=_score_in_child, args=(reward, [SOLVE_SHIFT, SOLVE_FLIP], column, queue))
+        child.start()
+        rewards, started = queue.get(timeout=120)
+        child.join(30)
+        assert rewards == expected == [MAX_REWARD, MAX_REWARD] and started and child.exitcode == 0
+
+
+def test_concurrent_calls_from_threads_each_get_their_own_rewards():
+    import concurrent.futures
+
+    column = {"shift": task_to_json(SHIFT), "flip": task_to_json(FLIP)}
+    calls = [([SOLVE_SHIFT, IDENTITY, CRASH], ["shift"] * 3), ([SOLVE_FLIP, SOLVE_SHIFT], ["flip"] * 2),
+             ([CRASH, SOLVE_FLIP, SOLVE_FLIP], ["flip"] * 3), ([SOLVE_SHIFT], ["shift"])] * 3
+    with SandboxReward("arc-v1", workers=2, limits=Limits(timeout_s=5.0)) as reward:
+        alone = [reward(completions=c, task=[column[t] for t in ts]) for c, ts in calls]
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            together = list(pool.map(lambda call: reward(completions=call[0], task=[column[t] for t in call[1]]),
+                                     calls))
+    assert together == alone
+    assert alone[0][0] == MAX_REWARD and alone[0][2] == 0.0 and alone[1][0] == MAX_REWARD > alone[1][1]
+
+
+def test_a_call_past_its_deadline_returns_none_and_the_next_call_works():
+    hang = fenced("import time\ndef transform(input_grid):\n    time.sleep(60)\n    return input_grid")
+    column = [task_to_json(SHIFT)]
+    # 5 s: room for the scoring itself on a loaded 2-core machine (the pool's start is outside the deadline)
+    with SandboxReward("arc-v1", workers=1, limits=Limits(timeout_s=120.0), deadline_s=5.0) as reward:
+        logged = {}
+        started = time.perf_counter()
+        assert reward(completions=[hang], task=column, log_metric=logged.__setitem__) == [None]
+        assert time.perf_counter() - started < 15
+        assert logged == {"sandbox/failures": 1.0, "sandbox/deadline_exceeded": 1.0}
+        assert reward(completions=[SOLVE_SHIFT], task=column) == [MAX_REWARD]
+
+
+def test_default_deadline_covers_the_worst_case_of_the_call():
+    reward = SandboxReward("arc-v1", workers=4, limits=Limits(timeout_s=2.0))
+    assert reward.deadline_for(16) == 30 + 3 * 4 * 2.0
+    assert reward.deadline_for(17) == 30 + 3 * 5 * 2.0
+    with pytest.raises(ValueError, match="deadline_s"):
+        SandboxReward(deadline_s=0)
+
+
+class _Recording:
+    """A user's executor: anything with run(jobs) -> results (here a real Sandbox underneath)."""
+
+    def __init__(self):
+        from arc_sandbox import Sandbox
+        self.inner = Sandbox(workers=1, limits=Limits(timeout_s=5.0))
+        self.jobs = 0
+        self.closed = False
+
+    def run(self, jobs):
+        self.jobs += len(jobs)
+        return self.inner.run(jobs)
+
+    def close(self):
+        self.closed = True
+        self.inner.close()
+
+
+def test_a_given_sandbox_is_used_and_left_open_a_factory_is_called_lazily_and_closed():
+    given_sandbox = _Recording()
+    try:
+        with SandboxReward("arc-v1", sandbox=given_sandbox) as reward:
+            assert reward(completions=[SOLVE_SHIFT, CRASH], task=[task_to_json(SHIFT)] * 2) == [MAX_REWARD, 0.0]
+        assert given_sandbox.jobs == 2 and not given_sandbox.closed
+    finally:
+        given_sandbox.close()
+    made = []
+
+    def factory():
+        made.append(_Recording())
+        return made[-1]
+    with SandboxReward("arc-v1", sandbox=factory) as reward:
+        assert made == []
+        assert reward(completions=[SOLVE_SHIFT], task=[task_to_json(SHIFT)]) == [MAX_REWARD]
+        assert len(made) == 1 and made[0].jobs == 1
+    assert made[0].closed

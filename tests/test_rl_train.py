@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -111,6 +112,103 @@ def test_yaml_config_with_augmentation_kl_and_explicit_checkpoint(setup, tmp_pat
     assert [r["step"] for r in logged(tmp_path / "again") if "loss" in r] == [3]   # one step trained here
 
 
+# ---- the async reward inside TRL, LoRA dropout, two ranks ----------------------------------------
+
+def test_trl_awaits_the_async_reward_concurrently_with_other_async_rewards(setup, tmp_path):
+    """Real TRL steps with two async reward functions: TRL gathers them, so their calls overlap in time."""
+    import asyncio
+    import time
+
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from arc_rl.data import build_dataset, load_tasks
+    from arc_rl.rewards import AsyncSandboxReward
+    from arc_sandbox import Limits
+
+    model, tasks = setup
+    spans: dict[str, list[tuple[float, float]]] = {"sandbox": [], "other": []}
+
+    class TimedReward(AsyncSandboxReward):
+        async def __call__(self, **kwargs):
+            start = time.perf_counter()
+            try:
+                return await super().__call__(**kwargs)
+            finally:
+                spans["sandbox"].append((start, time.perf_counter()))
+
+    async def other(completions, **kwargs):
+        start = time.perf_counter()
+        await asyncio.sleep(0.5)
+        spans["other"].append((start, time.perf_counter()))
+        return [0.0] * len(completions)
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    dataset = build_dataset(lambda: list(load_tasks(tasks).values()), tokenizer, prompt_version="barc")
+    args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=8,
+                      num_generations=4, max_completion_length=12, max_steps=2, logging_steps=1, save_strategy="no",
+                      report_to="none", seed=0, dataloader_num_workers=0)
+    with TimedReward("arc-v1", workers=2, limits=Limits(timeout_s=2.0)) as reward:
+        trainer = GRPOTrainer(model=str(model), reward_funcs=[reward, other], args=args, train_dataset=dataset,
+                              processing_class=tokenizer)
+        trainer.train()
+    assert len(spans["sandbox"]) == len(spans["other"]) == 2
+    for (s0, s1), (o0, o1) in zip(spans["sandbox"], spans["other"]):
+        assert s0 < o1 and o0 < s1          # run side by side, not one after the other
+    logs = [row for row in trainer.state.log_history if "rewards/arc-v1/mean" in row]
+    assert len(logs) == 2 and all("sandbox/reward_mean" in row for row in logs)
+
+
+def test_lora_dropout_survives_trl_and_the_base_dropout_is_off(setup):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from arc_rl.monitor import LoraDropoutOnly
+    from arc_rl.train import grpo_config
+
+    model, _ = setup
+    base = AutoModelForCausalLM.from_pretrained(model)
+    base.model.layers[0].extra_dropout = torch.nn.Dropout(0.3)   # a base dropout layer, as many models have
+    peft_model = get_peft_model(base, LoraConfig(r=2, lora_dropout=0.5, target_modules=["q_proj", "v_proj"],
+                                                 task_type="CAUSAL_LM"))
+    LoraDropoutOnly().on_train_begin(None, None, None, model=peft_model)
+    dropouts = {name: m.p for name, m in peft_model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    lora = {n: p for n, p in dropouts.items() if ".lora_dropout." in n}
+    assert lora and set(lora.values()) == {0.5}
+    assert {p for n, p in dropouts.items() if n not in lora} == {0.0}
+    config = TrainConfig(model_path="m", dataset_path="d", lora_dropout=0.5, max_seq_length=512)
+    assert grpo_config(config, max_steps=1, cuda=False).disable_dropout is False   # TRL would zero LoRA's too
+
+
+def test_two_ranks_share_the_cores_and_only_rank_0_writes_the_run_files(setup, tmp_path):
+    """Two CPU ranks through torchrun (gloo): each scores its slice; one config, log and metrics file."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists():
+        pytest.skip("torchrun is not installed")
+    model, tasks = setup
+    out = tmp_path / "run"
+    args = base_args(model, tasks, out) + ["--max-steps", "2", "--n-jobs", "-1", "--per-device-train-batch-size",
+                                           "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--standalone", "-m", "arc_rl.cli", *args[:]], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cores = len(os.sched_getaffinity(0))
+    per_rank = max(1, cores // 2)
+    log = (out / "train.log").read_text()
+    assert f"sandbox: {per_rank} workers on this rank (2 training processes on this node)" in log
+    assert log.count("sandbox: ") == 1            # rank 1 writes nothing to the run's log
+    rows = logged(out)
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]     # one metrics line per step, not one per rank
+    assert yaml.safe_load((out / "arc_rl_config.yaml").read_text())["max_steps"] == 2
+    # 2 ranks x 4 completions = 8 = 2 tasks x 4 generations per step, each rank scoring its own 4
+    assert (out / "final" / "adapter_model.safetensors").is_file()
+
+
 # ---- the collapse monitor, fed metrics directly -----------------------------------------------
 
 from hypothesis import given, settings  # noqa: E402
@@ -156,3 +254,21 @@ def test_a_steady_metric_never_trips_relative_rules(value, steps):
     rules = [Rule("m", Trigger.ABOVE_BASELINE, 2.0, "x"), Rule("m", Trigger.AWAY_FROM_AVERAGE, 0.3, "y")]
     monitor = CollapseMonitor(max_completion_length=10, rules=rules)
     assert all(monitor.check({"m": value}, step) == [] for step in range(steps))
+
+
+def test_monitor_takes_solved_groups_for_success_not_a_lost_signal():
+    monitor = CollapseMonitor(max_completion_length=100)
+    # every group identical because every completion solved its task: quiet
+    assert monitor.check({"frac_reward_zero_std": 1.0, "sandbox/solved_ratio": 0.95}, 1) == []
+    # identical because nothing is solved: that is the lost signal the rule is for
+    [alert] = monitor.check({"frac_reward_zero_std": 1.0, "sandbox/solved_ratio": 0.1}, 2)
+    assert alert.metric == "frac_reward_zero_std"
+
+
+def test_monitor_grad_norm_baseline_ignores_steps_without_gradient():
+    monitor = CollapseMonitor(max_completion_length=100)
+    # zero gradients (all groups had identical rewards) between normal steps must not lower the baseline to 0
+    for step, grad in enumerate([0.3, 0.0, 0.0, 0.0, 0.4, 0.0, 0.35, 0.0]):
+        assert monitor.check({"grad_norm": grad}, step) == []
+    assert monitor.check({"grad_norm": 0.5}, 8) == []
+    assert [a.metric for a in monitor.check({"grad_norm": 3.0}, 9)] == ["grad_norm"]   # a real spike still warns

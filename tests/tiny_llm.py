@@ -27,13 +27,15 @@ WORDS = ("Black Blue Red Green Yellow Gray Pink Orange Purple Brown Example Inpu
 SPECIALS = ["<pad>", "<unk>", "<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
 
 
-def build_tokenizer():
+def build_tokenizer(filler: int = 0):
+    """``filler``: extra plain tokens ``w0``, ``w1``, ... so that the vocabulary can match a real model's size
+    (the GPU benchmark's 8B configuration); a random model then writes them as text."""
     from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     from arc_rl.prompts import LLAMA31_CHAT_TEMPLATE
 
-    vocab = {token: i for i, token in enumerate(SPECIALS + sorted(set(WORDS)))}
+    vocab = {token: i for i, token in enumerate(SPECIALS + sorted(set(WORDS)) + [f"w{i}" for i in range(filler)])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.add_tokens([AddedToken(p, normalized=False, special=False) for p in PROGRAM_TOKENS])

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (OSError, ValueError) as exc:   # bad paths, unparsable files, bad option values
+    except (OSError, ValueError, ImportError) as exc:   # bad paths or files, bad option values, a missing extra
         print(f"arc-sandbox {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -370,7 +370,10 @@ class Sandbox:
         except (TypeError, ValueError) as exc:
             return _final(index, item, Status.INVALID_JOB, "InvalidJob", f"job {index}: {exc}", n=0)
         try:
-            inputs = [as_grid(g, self._max_side) for g in job.inputs]
+            inputs = [as_grid(g, self.limits.max_input_side) for g in job.inputs]
+            cells = sum(g.size for g in inputs)
+            if cells > self.limits.max_input_cells:
+                raise GridError(f"{cells} cells in all, more than Limits.max_input_cells={self.limits.max_input_cells}")
         except (GridError, TypeError) as exc:
             return _final(index, job, Status.INVALID_JOB, "InvalidJob", f"job {index}: input grid: {exc}",
                           n=len(job.inputs) if isinstance(job.inputs, Sequence) else 0)

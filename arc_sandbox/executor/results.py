@@ -24,6 +24,9 @@ class Status(str, enum.Enum):
     INVALID_OUTPUT = "invalid_output"  # returned something that is not a valid grid
     CRASHED = "crashed"                # the worker process died (signal, os._exit, closed pipes...)
     INVALID_JOB = "invalid_job"        # the job itself was malformed (not a string, inputs not grids)
+    # The infrastructure failed, not the program: the machine (a RaySandbox node or its actor) running the job
+    # was lost on every attempt, or no machine was left to run it. Says nothing about the program.
+    INFRA_ERROR = "infra_error"
 
     def __str__(self) -> str:
         return self.value

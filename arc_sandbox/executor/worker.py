@@ -204,7 +204,7 @@ def _next_request(ctrl: socket.socket, limits: Limits) -> Request:
         data, fds = got
         if fds or not data:
             raise WireError("a reply pipe where a request was expected")
-        return Request.from_bytes(data, max(30, limits.max_grid_side))
+        return Request.from_bytes(data, limits.max_input_side)
     except (OSError, ValueError, KeyError, TypeError):
         os._exit(EXIT_REQUEST_LOST)
 

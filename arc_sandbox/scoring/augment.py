@@ -70,9 +70,36 @@ class Augmentation:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Augmentation":
-        if not isinstance(data, dict) or set(data) != {"dihedral", "colours"}:
-            raise ValueError(f"augmentation must be an object with 'dihedral' and 'colours', got {data!r}")
-        return cls(dihedral=data["dihedral"], colours=tuple(data["colours"]))
+        """Read :meth:`to_json`'s ``{dihedral, colours}`` or arc25's ``{hflip, n_rot90, color_map}``.
+
+        arc25 flips left-right when ``hflip``, then rotates ``n_rot90`` quarter turns with
+        ``np.rot90``, then maps each colour ``c`` to ``color_map[c]`` (keys may be strings, as
+        JSON writes them; a null map is the identity): the same transform as ``dihedral =
+        4 * hflip + n_rot90 % 4`` and ``colours[c] = color_map[c]``.
+        """
+        if isinstance(data, dict) and set(data) == {"dihedral", "colours"}:
+            return cls(dihedral=data["dihedral"], colours=tuple(data["colours"]))
+        if isinstance(data, dict) and set(data) == {"hflip", "n_rot90", "color_map"}:
+            return cls._from_arc25(data["hflip"], data["n_rot90"], data["color_map"])
+        raise ValueError("augmentation must be an object with 'dihedral' and 'colours' (or arc25's 'hflip', "
+                         f"'n_rot90' and 'color_map'), got {data!r}")
+
+    @classmethod
+    def _from_arc25(cls, hflip: Any, n_rot90: Any, color_map: Any) -> "Augmentation":
+        if not isinstance(hflip, bool) and hflip not in (0, 1):
+            raise ValueError(f"augmentation hflip must be true or false, got {hflip!r}")
+        if not isinstance(n_rot90, int) or isinstance(n_rot90, bool):
+            raise ValueError(f"augmentation n_rot90 must be an integer, got {n_rot90!r}")
+        if color_map is None:
+            return cls(dihedral=4 * int(hflip) + n_rot90 % 4)
+        if not isinstance(color_map, dict):
+            raise ValueError(f"augmentation color_map must be an object or null, got {color_map!r}")
+        try:
+            by_colour = {int(k): v for k, v in color_map.items()}
+            colours = tuple(by_colour[c] for c in range(10))
+        except (KeyError, ValueError):
+            raise ValueError(f"augmentation color_map must map each colour 0..9, got {color_map!r}") from None
+        return cls(dihedral=4 * int(hflip) + n_rot90 % 4, colours=colours)
 
 
 def all_dihedral() -> list[Augmentation]:

@@ -266,6 +266,35 @@ class MetricsTable:
             lines.append(f"({len(rows) - 1} task rows omitted; see to_csv() / to_json())")
         return "\n".join(lines)
 
+    def summary(self) -> str:
+        """A few short lines for a terminal: tasks, programs, tasks solved, pass@k, status shares."""
+        programs = int(sum(r.n for r in self.rows))
+        lines = [f"{len(self.rows)} tasks, {programs} programs"]
+        with_test = [r for r in self.rows if r.solved_test is not None]
+        solved = f"solved: train {int(sum(r.solved_train for r in self.rows))}/{len(self.rows)}"
+        if with_test:
+            solved += f", test {int(sum(r.solved_test for r in with_test))}/{len(with_test)}"
+        lines.append(solved + " tasks (some program right on every grid)")
+        lines.append("mean over tasks: " + "  ".join(f"pass@{k} {_cell(self.mean.pass_at.get(k))}" for k in self.ks))
+        counts = Counter()
+        for row in self.rows:
+            counts.update(row.statuses)
+        shares = [f"{s} {100 * n / programs:.1f}%" for s, n in counts.most_common()] if programs else []
+        lines += _wrap("statuses: ", shares)
+        return "\n".join(lines)
+
+
+def _wrap(head: str, items: list[str], width: int = 88) -> list[str]:
+    lines, line = [], head
+    for item in items:
+        if len(line) + len(item) > width and line.strip():
+            lines.append(line.rstrip(", "))
+            line = " " * len(head)
+        line += item + ", "
+    if items:
+        lines.append(line.rstrip(", "))
+    return lines
+
 
 def _short(header: str) -> str:
     return header.removeprefix("status:")

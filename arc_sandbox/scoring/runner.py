@@ -10,14 +10,16 @@ Responses files (JSON or JSONL, optionally gzipped) may be:
   ``{task_id: {"text_predictions": [...], "data_augmentation_params": ...}}``;
 - a JSON list of the line objects above.
 
-A bad row is reported with its position and skipped; the others still run.
+JSON lines are streamed: the file is read as workers free up, and each result is written as
+soon as it and every result before it are done, in the file's order. A bad row is reported
+with its position and skipped; the others still run.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from arc_sandbox.executor.pool import Sandbox
 from arc_sandbox.executor.results import Job, ProgramResult
@@ -42,27 +44,46 @@ class Response:
 
 def read_responses(path: str | Path) -> tuple[list[Response], list[str]]:
     """Responses in file order, and one message per row that could not be used."""
-    with open_text(path) as fh:
-        text = fh.read()
-    errors: list[str] = []
-    try:
-        rows = list(_rows_from_json(json.loads(text)))
-    except json.JSONDecodeError:   # JSON lines, then
-        rows = []
-        for n, row, error in json_lines(text.splitlines()):
-            if error:
-                errors.append(error)
-            else:
-                rows.append((f"line {n}", row))
-    responses, counts = [], {}
-    for where, row in rows:
-        try:
-            response = _response(row, counts)
-        except (TypeError, ValueError) as exc:
-            errors.append(f"{where}: {exc}")
-            continue
-        responses.append(response)
+    responses, errors = [], []
+    for item in iter_responses(path):
+        (responses if isinstance(item, Response) else errors).append(item)
     return responses, errors
+
+
+def iter_responses(path: str | Path) -> Iterator[Response | str]:
+    """Each response in file order, or a message for a row that could not be used.
+
+    JSON lines are read one at a time, so a file of any size takes constant memory. A JSON
+    document (an object or a list, arc25's layout) has to be parsed whole.
+    """
+    counts: dict[str, int] = {}
+    for where, row, error in _rows(path):
+        if error is not None:
+            yield error
+            continue
+        try:
+            yield _response(row, counts)
+        except (TypeError, ValueError) as exc:
+            yield f"{where}: {exc}"
+
+
+def _rows(path: str | Path) -> Iterator[tuple[str, Any, str | None]]:
+    """``(where, row, error)``; JSON lines are streamed, a JSON document is parsed whole."""
+    with open_text(path) as fh:
+        first = next((line for line in fh if line.strip()), "")
+        try:
+            row = json.loads(first)
+            is_line = isinstance(row, dict) and "task_id" in row
+        except json.JSONDecodeError:
+            is_line = False
+        if not is_line:   # a document, or lines that are not all objects: decide on the whole text
+            try:
+                yield from ((where, row, None) for where, row in _rows_from_json(json.loads(first + fh.read())))
+                return
+            except json.JSONDecodeError:
+                pass
+    with open_text(path) as fh:
+        yield from ((f"line {n}", row, error) for n, row, error in json_lines(fh))
 
 
 def _rows_from_json(obj: Any) -> Iterator[tuple[str, Any]]:
@@ -102,28 +123,63 @@ def _response(row: Any, counts: dict[str, int]) -> Response:
     return Response(task_id, sample, text, augmentation)
 
 
-def run_responses(responses: list[Response], tasks: dict[str, Task], sandbox: Sandbox, out=None,
-                  ) -> tuple[dict[str, list[ProgramResult]], list[str]]:
-    """Run every response on its (augmented) task; write records as they finish.
+def run_responses(responses: Iterable[Response | str], tasks: dict[str, Task], sandbox: Sandbox, out=None,
+                  ) -> tuple[dict[str, list[ProgramResult]], Skipped]:
+    """Run every response on its (augmented) task; write records to ``out`` in input order as they finish.
 
-    Returns results with outputs reverted to the original task, grouped by task id, and one
-    message per response whose task is unknown.
+    ``responses`` may be a lazy iterator (:func:`iter_responses`); it is read as workers free up,
+    and only the results that finished ahead of an earlier one wait in memory. Strings among
+    them are rows that could not be read, counted in the returned :class:`Skipped` together
+    with responses whose task is unknown. Returns results with outputs reverted to the original
+    task, grouped by task id, keeping only what scoring needs (status and outputs).
     """
-    errors = [f"task {r.task_id} (sample {r.sample}): unknown task" for r in responses if r.task_id not in tasks]
-    runnable = [r for r in responses if r.task_id in tasks]
-    jobs = []
-    for r in runnable:
-        task = r.augmentation.apply_task(tasks[r.task_id]) if r.augmentation else tasks[r.task_id]
-        jobs.append(Job(r.text, task.inputs, key=r))
-    by_task: dict[str, list[ProgramResult]] = {tid: [] for tid in dict.fromkeys(r.task_id for r in runnable)}
-    for result in sandbox.imap(jobs):
+    skipped = Skipped()
+
+    def jobs() -> Iterator[Job]:
+        for r in responses:
+            if isinstance(r, str):
+                skipped.add(r)
+            elif r.task_id not in tasks:
+                skipped.add(f"task {r.task_id} (sample {r.sample}): unknown task")
+            else:
+                task = r.augmentation.apply_task(tasks[r.task_id]) if r.augmentation else tasks[r.task_id]
+                yield Job(r.text, task.inputs, key=r)
+
+    by_task: dict[str, list[ProgramResult]] = {}
+    for result in _in_order(sandbox.imap(jobs())):
         response: Response = result.key
         if out is not None:
             out.write(json.dumps(result_to_record(result, response.task_id, response.sample,
                                                   response.augmentation)) + "\n")
-        if response.augmentation:
-            result.outputs = response.augmentation.revert_outputs(result.outputs)
-        by_task[response.task_id].append(result)
+        outputs = response.augmentation.revert_outputs(result.outputs) if response.augmentation else result.outputs
+        by_task.setdefault(response.task_id, []).append(
+            ProgramResult(status=result.status, outputs=outputs, grid_statuses=result.grid_statuses,
+                          index=response.sample, key=response.task_id))
     for results in by_task.values():
-        results.sort(key=lambda r: r.key.sample)
-    return by_task, errors
+        results.sort(key=lambda r: r.index)
+    return by_task, skipped
+
+
+def _in_order(results: Iterable[ProgramResult]) -> Iterator[ProgramResult]:
+    """Results in job order: one that finishes early waits for those before it, no longer."""
+    waiting: dict[int, ProgramResult] = {}
+    next_index = 0
+    for result in results:
+        waiting[result.index] = result
+        while next_index in waiting:
+            yield waiting.pop(next_index)
+            next_index += 1
+
+
+@dataclass
+class Skipped:
+    """Rows left out: how many, and the first few messages (a huge file of bad rows stays small)."""
+
+    count: int = 0
+    messages: list[str] = field(default_factory=list)
+    keep: int = 20
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.messages) < self.keep:
+            self.messages.append(message)
