@@ -432,6 +432,60 @@ def test_every_job_gets_exactly_one_result_whatever_the_mix(small_sb, kinds, laz
         assert r.key == r.index and r.status is KINDS[kinds[r.index]][1], (kinds[r.index], r)
 
 
+def test_a_reply_read_after_its_workers_exit_report_is_still_the_jobs_result(monkeypatch):
+    # A worker that retires by itself (here: the pristine guard saw tampering) replies, then
+    # exits; on a loaded host the template's exit report can be read first (same wait, or the
+    # reply pipe polled a moment too early). The order is forced here: every wait that finds a
+    # reply pipe ready holds it back until the exit report is there too, and shows only that.
+    from arc_sandbox.executor import pool
+    real_wait = pool.wait
+
+    def exit_report_first(objects, timeout=None):
+        ready = real_wait(objects, timeout)
+        template = objects[-1]   # the Sandbox waits on its template's socket last
+        if any(isinstance(o, int) for o in ready) and real_wait([template], 5.0):
+            return [template]
+        return ready
+
+    tamper = "import numpy as np\nnp.zeros = None\ndef transform(g):\n    return g + 1"
+    with Sandbox(workers=1, limits=Limits(timeout_s=5.0)) as sb:
+        monkeypatch.setattr(pool, "wait", exit_report_first)
+        r = sb.run([(tamper, [GRID])])[0]
+        monkeypatch.undo()
+        assert r.status is Status.OK and r.outputs[0].tolist() == [[2, 3], [4, 5]], r
+        assert r.worker_replaced, r   # the worker did exit right after its reply
+        assert sb.run([("def transform(g):\n    return g", [GRID])])[0].status is Status.OK
+
+
+def test_a_queued_request_the_worker_cannot_take_does_not_cost_the_running_job_its_reply(monkeypatch):
+    # A worker that retires by itself replies, then exits; a request queued behind the job a
+    # moment later cannot be sent (EPIPE). That must send only the queued job elsewhere, not
+    # close the running job's pipe with its reply unread. The order is forced here: the first
+    # queued send (behind the tampering job) waits until the worker process has ended.
+    from arc_sandbox.executor import courier
+    real_send, held = courier.Courier.send_request, []
+
+    def send_after_exit(self, payload, deadline):
+        if self.channel is not None and not held:   # the first request queued behind a job in flight
+            held.append(self.pid)
+            end = time.monotonic() + 5.0
+            while time.monotonic() < end and psutil.pid_exists(self.pid) and \
+                    psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE:
+                time.sleep(0.01)
+        return real_send(self, payload, deadline)
+
+    tamper = "import numpy as np\nnp.zeros = None\ndef transform(g):\n    return g + 1"
+    jobs = [(tamper, [GRID])] + [(f"def transform(g):\n    return g * 0 + {i}", [GRID]) for i in range(1, 4)]
+    with Sandbox(workers=1, limits=Limits(timeout_s=5.0)) as sb:
+        monkeypatch.setattr(courier.Courier, "send_request", send_after_exit)
+        results = sorted(sb.imap(iter(jobs)), key=lambda r: r.index)   # lazy: requests are queued
+        monkeypatch.undo()
+    assert [r.index for r in results] == [0, 1, 2, 3]
+    assert results[0].status is Status.OK and results[0].outputs[0].tolist() == [[2, 3], [4, 5]], results[0]
+    for i, r in enumerate(results[1:], 1):
+        assert r.status is Status.OK and r.outputs[0].tolist() == [[i, i], [i, i]], r
+
+
 def test_workers_do_not_inherit_a_torch_holding_caller():
     torch = pytest.importorskip("torch")
     torch.ones(1)   # the caller now holds torch (and its thread pools)

@@ -99,6 +99,7 @@ class _Worker:
     running: _Running | None = None
     queued: _Running | None = None     # its request waits in the worker's socket behind ``running``
     kill_reason: tuple[Status, str, str] | None = None   # (status, error_type, message) when the parent killed it
+    takes_queued: bool = True          # False once a queued request could not be sent to it
     dead: bool = False
     died_at: float = 0.0
 
@@ -234,7 +235,7 @@ class Sandbox:
             if running is None:
                 return
             self._dispatch(worker, running)
-        for worker in [w for w in self._pool.values() if w.running and w.queued is None]:
+        for worker in [w for w in self._pool.values() if w.running and w.queued is None and w.takes_queued]:
             running = feed.take() if feed.plentiful(self.workers) else None
             if running is None:
                 return
@@ -348,6 +349,7 @@ class Sandbox:
             return
         for message in messages:
             if message.get("op") == "exited":
+                yield from filter(None, [self._last_reply(message["pid"])])
                 worker = self._dying.pop(message["pid"], None) or self._find_pid(message["pid"])
                 if worker is not None:
                     result = self._death_result(worker, message)
@@ -392,7 +394,14 @@ class Sandbox:
             worker.courier.send_request(running.request(), time.monotonic() + _SEND_WAIT_S)
             if worker.running is running:
                 worker.courier.open_reply(running.deadline)
-        except OSError:   # the worker is gone or does not read: no result can come from it
+        except OSError:   # the worker is gone or does not read
+            if worker.queued is running:
+                # It may have exited right after writing the running job's reply (a worker that
+                # retires does): that reply, or the pipe's end and the exit report, still says how
+                # the running job ended, so only the queued job goes back.
+                worker.queued, worker.takes_queued = None, False
+                self._feed.requeue(running)
+                return
             if worker.running is running:
                 worker.running = None
                 self._feed.requeue(running)
@@ -506,6 +515,15 @@ class Sandbox:
         if worker.queued is not None:
             self._feed.requeue(worker.queued)
             worker.queued = None
+
+    def _last_reply(self, pid: int) -> ProgramResult | None:
+        """A worker that replied, then exited (it retires by itself), may have its exit reported
+        before its reply is read (both ready in one wait, or the pipe polled a moment too early):
+        the reply is in its pipe by then, so read it first; its job is its reply's, not the exit's."""
+        for worker in self._pool.values():
+            if worker.pid == pid and worker.running and worker.courier.channel is not None:
+                return self._receive(worker)
+        return None
 
     def _find_pid(self, pid: int) -> _Worker | None:
         """A worker that exited before we noticed its pipe closing."""
