@@ -301,6 +301,7 @@ def train_arm(setting: Setting, arm: str, model_dir: Path, train_path: Path, out
         max_seq_length=256, max_completion_length=COMPLETION_TOKENS, lora_r=setting.lora_r,
         learning_rate=setting.learning_rate, lr_scheduler_type="constant", warmup_ratio=0.0,
         max_steps=setting.steps, num_generations=setting.generations, per_device_train_batch_size=batch,
+        gradient_accumulation_steps=1,   # the whole step in one micro-batch (the default is 4 since issue 15)
         scale_rewards=setting.scale_rewards, beta=setting.beta, reward_name="arc-v2-no-pixel-score", n_jobs=setting.workers, code_execution_timeout=1.0,
         save_steps=setting.steps + 1, logging_steps=1, resume_from_checkpoint="none", seed=setting.seed)
     started = time.perf_counter()
