@@ -70,7 +70,9 @@ def test_misassigned_rewards_do_not_learn(report, control):
     # solve rate: without a signal the policy drifts at random, mostly towards the program the base model
     # already favoured, which raises that family's rate on its own (over the seeds and sizes tried the shuffled
     # control's overall rate went up by as much as 0.21 this way, its discrimination by at most 0.063).
-    assert abs(run.discrimination - base.discrimination) <= 0.1, (control, run.program_share)
+    # One-sided: learning raises discrimination; a drift that lowers it (seen at -0.10 with 4x the completions per
+    # step) is no sign of rewards reaching their completions.
+    assert run.discrimination - base.discrimination <= 0.1, (control, run.program_share)
     assert healthy.discrimination - run.discrimination >= 0.7
     assert run.overall <= base.overall + 0.25 and run.overall < healthy.overall / 2, (base.solve_rate, run.solve_rate)
     # the rollouts' true solve rate (logged by the real reward before it was moved) never took off either
