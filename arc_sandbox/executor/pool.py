@@ -590,6 +590,7 @@ class Sandbox:
         result = _final(running.index, running.job, status, error_type, message,
                         n=len(running.job.inputs), code=running.code)
         result.wall_s = time.monotonic() - running.started
+        result.worker_replaced = True   # its worker died with the template
         return result
 
     def _abandon_running(self) -> None:
